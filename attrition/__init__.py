@@ -1,0 +1,1 @@
+"""The attrition domain: the employee schema, the HR extracts and synthetic employees."""

@@ -1,0 +1,102 @@
+"""Reading and joining the three HR extracts into one row per employee.
+
+The extracts are personal data: this module reads them from a directory it
+is given and never writes them anywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from attrition.schema import FEATURE_NAMES, TARGET
+
+SIRH_FILE = "extrait_sirh.csv"
+EVAL_FILE = "extrait_eval.csv"
+SONDAGE_FILE = "extrait_sondage.csv"
+EMPLOYEE_ID = "id_employee"
+
+
+class ExtractError(ValueError):
+    """An extract is missing, malformed, or does not join with the others."""
+
+
+def _read(directory: Path, name: str, required: set[str]) -> pd.DataFrame:
+    path = directory / name
+    if not path.is_file():
+        raise ExtractError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise ExtractError(f"{path}: cannot be parsed as CSV ({exc})") from exc
+    missing = sorted(required - set(frame.columns))
+    if missing:
+        raise ExtractError(f"{path}: missing columns {missing}")
+    return frame
+
+
+def _employee_ids(frame: pd.DataFrame, column: str, path: Path, parse) -> pd.Series:
+    try:
+        ids = frame[column].map(parse).astype("int64")
+    except (ValueError, TypeError) as exc:
+        raise ExtractError(f"{path}: column {column!r} holds a value that is not an employee id ({exc})") from exc
+    duplicated = sorted(ids[ids.duplicated()].unique().tolist())
+    if duplicated:
+        raise ExtractError(f"{path}: duplicate employee ids {duplicated[:10]}")
+    return ids
+
+
+def _parse_eval_number(value: object) -> int:
+    text = str(value)
+    if not text.startswith("E_"):
+        raise ValueError(f"eval_number {text!r} does not look like E_<id>")
+    return int(text[2:])
+
+
+def _parse_percent(value: object) -> int:
+    text = str(value).replace("%", "").strip()
+    return int(round(float(text)))
+
+
+def load_employees(directory: str | Path) -> pd.DataFrame:
+    """Join the three extracts on the employee id.
+
+    Returns one row per employee, indexed by ``id_employee``, with the 30
+    input fields (raise as a number of percent) and the target (``Oui``/``Non``).
+    Raises :class:`ExtractError` naming the file at fault when a file is
+    missing or malformed, an id is duplicated, or an id has no match in the
+    other files.
+    """
+    directory = Path(directory)
+    columns = set(FEATURE_NAMES) | {TARGET}
+    sirh = _read(directory, SIRH_FILE, {EMPLOYEE_ID})
+    evaluation = _read(directory, EVAL_FILE, {"eval_number"})
+    sondage = _read(directory, SONDAGE_FILE, {"code_sondage"})
+
+    sirh.index = _employee_ids(sirh, EMPLOYEE_ID, directory / SIRH_FILE, int)
+    evaluation.index = _employee_ids(evaluation, "eval_number", directory / EVAL_FILE, _parse_eval_number)
+    sondage.index = _employee_ids(sondage, "code_sondage", directory / SONDAGE_FILE, int)
+
+    reference = set(sirh.index)
+    for name, frame in ((EVAL_FILE, evaluation), (SONDAGE_FILE, sondage)):
+        orphans = sorted(set(frame.index) - reference)
+        absent = sorted(reference - set(frame.index))
+        if orphans or absent:
+            raise ExtractError(
+                f"{directory / name}: ids do not match {SIRH_FILE} "
+                f"(only in {name}: {orphans[:10]}, missing from {name}: {absent[:10]})")
+
+    joined = sirh.drop(columns=[EMPLOYEE_ID]).join(
+        evaluation.drop(columns=["eval_number"])).join(sondage.drop(columns=["code_sondage"]))
+    missing = sorted(columns - set(joined.columns))
+    if missing:
+        raise ExtractError(f"{directory}: the joined extracts lack columns {missing}")
+    joined["augementation_salaire_precedente"] = joined["augementation_salaire_precedente"].map(_parse_percent)
+    joined.index.name = EMPLOYEE_ID
+    return joined.loc[:, [*FEATURE_NAMES, TARGET]].sort_index()
+
+
+def features_and_target(employees: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Split joined employees into the 30 input fields and a 0/1 target (1 = left)."""
+    target = (employees[TARGET] == "Oui").astype("int64")
+    return employees.loc[:, list(FEATURE_NAMES)], target

@@ -1,0 +1,162 @@
+"""The 30-field employee schema, defined once for validation, training, storage and docs.
+
+Field names are the source columns verbatim, typos included
+(``nombre_heures_travailless``, ``augementation_salaire_precedente``,
+``annes_sous_responsable_actuel``). Categorical domains are the categories
+observed in the HR extracts; numeric bounds are documented plausible ranges,
+wider than what the extracts contain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TARGET = "a_quitte_l_entreprise"
+"""The target column: ``Oui`` when the employee left the company."""
+
+POSITIVE_LABEL = "Oui"
+NEGATIVE_LABEL = "Non"
+
+Genre = Literal["F", "M"]
+StatutMarital = Literal["Célibataire", "Divorcé(e)", "Marié(e)"]
+Departement = Literal["Commercial", "Consulting", "Ressources Humaines"]
+Poste = Literal[
+    "Assistant de Direction",
+    "Cadre Commercial",
+    "Consultant",
+    "Directeur Technique",
+    "Manager",
+    "Représentant Commercial",
+    "Ressources Humaines",
+    "Senior Manager",
+    "Tech Lead",
+]
+DomaineEtude = Literal[
+    "Autre",
+    "Entrepreunariat",
+    "Infra & Cloud",
+    "Marketing",
+    "Ressources Humaines",
+    "Transformation Digitale",
+]
+OuiNon = Literal["Oui", "Non"]
+FrequenceDeplacement = Literal["Aucun", "Occasionnel", "Frequent"]
+AyantEnfants = Literal["Y"]
+
+
+def _count(low: int, high: int, description: str, source: str) -> Any:
+    """An integer field bounded to a plausible range."""
+    return Annotated[int, Field(ge=low, le=high, description=description,
+                                json_schema_extra={"source": source})]
+
+
+def _category(kind: Any, description: str, source: str) -> Any:
+    """A categorical field whose domain is the observed categories."""
+    return Annotated[kind, Field(description=description, json_schema_extra={"source": source})]
+
+
+SIRH = "extrait_sirh.csv"
+EVAL = "extrait_eval.csv"
+SONDAGE = "extrait_sondage.csv"
+
+
+class Employee(BaseModel):
+    """One employee, as the 30 raw input fields the models take."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # extrait_sirh.csv
+    age: _count(16, 75, "Age in years.", SIRH)
+    genre: _category(Genre, "Gender.", SIRH)
+    revenu_mensuel: _count(500, 100_000, "Monthly gross income.", SIRH)
+    statut_marital: _category(StatutMarital, "Marital status.", SIRH)
+    departement: _category(Departement, "Department.", SIRH)
+    poste: _category(Poste, "Job title.", SIRH)
+    nombre_experiences_precedentes: _count(0, 30, "Number of previous employers.", SIRH)
+    nombre_heures_travailless: _count(1, 100, "Standard hours worked (80 in every extract row).", SIRH)
+    annee_experience_totale: _count(0, 60, "Total years of professional experience.", SIRH)
+    annees_dans_l_entreprise: _count(0, 60, "Years in the company.", SIRH)
+    annees_dans_le_poste_actuel: _count(0, 60, "Years in the current position.", SIRH)
+    # extrait_eval.csv
+    satisfaction_employee_environnement: _count(1, 4, "Satisfaction with the work environment (1-4).", EVAL)
+    note_evaluation_precedente: _count(1, 4, "Previous yearly evaluation (1-4).", EVAL)
+    niveau_hierarchique_poste: _count(1, 5, "Hierarchical level of the position (1-5).", EVAL)
+    satisfaction_employee_nature_travail: _count(1, 4, "Satisfaction with the nature of the work (1-4).", EVAL)
+    satisfaction_employee_equipe: _count(1, 4, "Satisfaction with the team (1-4).", EVAL)
+    satisfaction_employee_equilibre_pro_perso: _count(1, 4, "Satisfaction with work-life balance (1-4).", EVAL)
+    note_evaluation_actuelle: _count(1, 4, "Current yearly evaluation (1-4).", EVAL)
+    heure_supplementaires: _category(OuiNon, "Works overtime.", EVAL)
+    augementation_salaire_precedente: _count(
+        0, 100, "Last salary raise, in percent (11 for the extract's \"11 %\").", EVAL)
+    # extrait_sondage.csv
+    nombre_participation_pee: _count(0, 10, "Number of company savings plan participations.", SONDAGE)
+    nb_formations_suivies: _count(0, 20, "Number of trainings followed last year.", SONDAGE)
+    nombre_employee_sous_responsabilite: _count(0, 1_000, "Number of direct reports (1 in every extract row).", SONDAGE)
+    distance_domicile_travail: _count(0, 200, "Commute distance, in km.", SONDAGE)
+    niveau_education: _count(1, 5, "Education level (1-5).", SONDAGE)
+    domaine_etude: _category(DomaineEtude, "Field of study.", SONDAGE)
+    ayant_enfants: _category(AyantEnfants, "Has children (Y in every extract row).", SONDAGE)
+    frequence_deplacement: _category(FrequenceDeplacement, "Business travel frequency.", SONDAGE)
+    annees_depuis_la_derniere_promotion: _count(0, 60, "Years since the last promotion.", SONDAGE)
+    annes_sous_responsable_actuel: _count(0, 60, "Years under the current manager.", SONDAGE)
+
+    @model_validator(mode="after")
+    def _check_career_consistency(self) -> "Employee":
+        """Reject careers that cannot exist (years in post > years in company > experience)."""
+        if self.annees_dans_le_poste_actuel > self.annees_dans_l_entreprise:
+            raise ValueError("annees_dans_le_poste_actuel cannot exceed annees_dans_l_entreprise")
+        if self.annees_dans_l_entreprise > self.annee_experience_totale:
+            raise ValueError("annees_dans_l_entreprise cannot exceed annee_experience_totale")
+        if self.annee_experience_totale > self.age - 14:
+            raise ValueError("annee_experience_totale cannot exceed age - 14")
+        return self
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What one input field is: name, kind, domain or bounds, source file, meaning."""
+
+    name: str
+    kind: str  # "categorical" or "integer"
+    source: str
+    description: str
+    categories: tuple[str, ...] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready description of the field (used in model cards and /metadata)."""
+        spec: dict[str, Any] = {"name": self.name, "kind": self.kind, "source": self.source,
+                                "description": self.description}
+        if self.categories is not None:
+            spec["categories"] = list(self.categories)
+        else:
+            spec["minimum"], spec["maximum"] = self.minimum, self.maximum
+        return spec
+
+
+def _feature_specs() -> tuple[FeatureSpec, ...]:
+    specs = []
+    for name, info in Employee.model_fields.items():
+        extra = info.json_schema_extra or {}
+        if info.annotation is int:
+            bounds = {type(m).__name__: m for m in info.metadata}
+            specs.append(FeatureSpec(name, "integer", extra["source"], info.description or "",
+                                     minimum=bounds["Ge"].ge, maximum=bounds["Le"].le))
+        else:
+            specs.append(FeatureSpec(name, "categorical", extra["source"], info.description or "",
+                                     categories=tuple(get_args(info.annotation))))
+    return tuple(specs)
+
+
+FEATURES: tuple[FeatureSpec, ...] = _feature_specs()
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind == "categorical")
+NUMERIC_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind == "integer")
+
+
+def feature_schema() -> list[dict[str, Any]]:
+    """The schema of the 30 input fields as JSON-ready dicts."""
+    return [f.as_dict() for f in FEATURES]

@@ -1,0 +1,1 @@
+"""The model catalogue over BentoML's local model store."""

@@ -1,0 +1,62 @@
+"""Every knob of the service, read once from the environment."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+SERVICE_NAME = "futurisys-attrition"
+SERVICE_VERSION = "1.0.0"
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "share" / "futurisys"
+
+
+class Settings(BaseSettings):
+    """Configuration from environment variables (``FUTURISYS_*``, plus ``DATABASE_URL``)."""
+
+    model_config = SettingsConfigDict(env_prefix="FUTURISYS_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL of the trace database; unset: an embedded SQLite file in state_dir.")
+    state_dir: Path = Field(default_factory=_default_state_dir,
+                            description="Where the embedded SQLite file, the journals and locks live.")
+    models_dir: Path = Field(default=PROJECT_ROOT / "models",
+                             description="The versioned model artifacts imported into the BentoML store.")
+    default_model: str | None = Field(default=None,
+                                      description="Model served when a request names none; unset: the champion.")
+    api_keys: str = Field(default="", description="Comma-separated API keys; empty disables authentication.")
+    tracing: bool = Field(default=True, description="Write a trace of every prediction (off only for benchmarks).")
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes.")
+    max_batch_size: int = Field(default=64, ge=1, description="Rows per model call when batching concurrent requests.")
+    max_latency_ms: float = Field(default=5.0, ge=0,
+                                  description="How long a runner waits to fill a batch once a row arrives.")
+    max_batch_rows: int = Field(default=1000, ge=1, description="Row cap of /predict_batch (over it: 413).")
+    writer_max_rows: int = Field(default=2000, ge=1, description="Traces per group commit at most.")
+    writer_queue_size: int = Field(default=10_000, ge=1,
+                                   description="Traces waiting for a commit before requests wait (back-pressure).")
+    replay_interval_s: float = Field(default=2.0, gt=0, description="How often journaled traces are replayed.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: ``DATABASE_URL`` or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'futurisys.db'}"
+
+    @property
+    def journal_dir(self) -> Path:
+        """Directory of the per-process trace journals."""
+        return self.state_dir / "journal"
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        """The accepted API keys (empty: authentication disabled)."""
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+
+settings = Settings()
