@@ -31,6 +31,7 @@ class Settings(BaseSettings):
                                       description="Model served when a request names none; unset: the champion.")
     api_keys: str = Field(default="", description="Comma-separated API keys; empty disables authentication.")
     tracing: bool = Field(default=True, description="Write a trace of every prediction (off only for benchmarks).")
+    access_log: bool = Field(default=True, description="BentoML per-request access log (costs throughput).")
     workers: int = Field(default=1, ge=1, description="BentoML worker processes.")
     max_batch_size: int = Field(default=64, ge=1, description="Rows per model call when batching concurrent requests.")
     max_latency_ms: float = Field(default=5.0, ge=0,

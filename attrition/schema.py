@@ -9,7 +9,7 @@ wider than what the extracts contain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -48,13 +48,12 @@ AyantEnfants = Literal["Y"]
 
 def _count(low: int, high: int, description: str, source: str) -> Any:
     """An integer field bounded to a plausible range."""
-    return Annotated[int, Field(ge=low, le=high, description=description,
-                                json_schema_extra={"source": source})]
+    return Field(ge=low, le=high, description=description, json_schema_extra={"source": source})
 
 
-def _category(kind: Any, description: str, source: str) -> Any:
-    """A categorical field whose domain is the observed categories."""
-    return Annotated[kind, Field(description=description, json_schema_extra={"source": source})]
+def _category(description: str, source: str) -> Any:
+    """A categorical field whose domain (its ``Literal`` type) is the observed categories."""
+    return Field(description=description, json_schema_extra={"source": source})
 
 
 SIRH = "extrait_sirh.csv"
@@ -68,39 +67,40 @@ class Employee(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     # extrait_sirh.csv
-    age: _count(16, 75, "Age in years.", SIRH)
-    genre: _category(Genre, "Gender.", SIRH)
-    revenu_mensuel: _count(500, 100_000, "Monthly gross income.", SIRH)
-    statut_marital: _category(StatutMarital, "Marital status.", SIRH)
-    departement: _category(Departement, "Department.", SIRH)
-    poste: _category(Poste, "Job title.", SIRH)
-    nombre_experiences_precedentes: _count(0, 30, "Number of previous employers.", SIRH)
-    nombre_heures_travailless: _count(1, 100, "Standard hours worked (80 in every extract row).", SIRH)
-    annee_experience_totale: _count(0, 60, "Total years of professional experience.", SIRH)
-    annees_dans_l_entreprise: _count(0, 60, "Years in the company.", SIRH)
-    annees_dans_le_poste_actuel: _count(0, 60, "Years in the current position.", SIRH)
+    age: int = _count(16, 75, "Age in years.", SIRH)
+    genre: Genre = _category("Gender.", SIRH)
+    revenu_mensuel: int = _count(500, 100_000, "Monthly gross income.", SIRH)
+    statut_marital: StatutMarital = _category("Marital status.", SIRH)
+    departement: Departement = _category("Department.", SIRH)
+    poste: Poste = _category("Job title.", SIRH)
+    nombre_experiences_precedentes: int = _count(0, 30, "Number of previous employers.", SIRH)
+    nombre_heures_travailless: int = _count(1, 100, "Standard hours worked (80 in every extract row).", SIRH)
+    annee_experience_totale: int = _count(0, 60, "Total years of professional experience.", SIRH)
+    annees_dans_l_entreprise: int = _count(0, 60, "Years in the company.", SIRH)
+    annees_dans_le_poste_actuel: int = _count(0, 60, "Years in the current position.", SIRH)
     # extrait_eval.csv
-    satisfaction_employee_environnement: _count(1, 4, "Satisfaction with the work environment (1-4).", EVAL)
-    note_evaluation_precedente: _count(1, 4, "Previous yearly evaluation (1-4).", EVAL)
-    niveau_hierarchique_poste: _count(1, 5, "Hierarchical level of the position (1-5).", EVAL)
-    satisfaction_employee_nature_travail: _count(1, 4, "Satisfaction with the nature of the work (1-4).", EVAL)
-    satisfaction_employee_equipe: _count(1, 4, "Satisfaction with the team (1-4).", EVAL)
-    satisfaction_employee_equilibre_pro_perso: _count(1, 4, "Satisfaction with work-life balance (1-4).", EVAL)
-    note_evaluation_actuelle: _count(1, 4, "Current yearly evaluation (1-4).", EVAL)
-    heure_supplementaires: _category(OuiNon, "Works overtime.", EVAL)
-    augementation_salaire_precedente: _count(
+    satisfaction_employee_environnement: int = _count(1, 4, "Satisfaction with the work environment (1-4).", EVAL)
+    note_evaluation_precedente: int = _count(1, 4, "Previous yearly evaluation (1-4).", EVAL)
+    niveau_hierarchique_poste: int = _count(1, 5, "Hierarchical level of the position (1-5).", EVAL)
+    satisfaction_employee_nature_travail: int = _count(1, 4, "Satisfaction with the nature of the work (1-4).", EVAL)
+    satisfaction_employee_equipe: int = _count(1, 4, "Satisfaction with the team (1-4).", EVAL)
+    satisfaction_employee_equilibre_pro_perso: int = _count(1, 4, "Satisfaction with work-life balance (1-4).", EVAL)
+    note_evaluation_actuelle: int = _count(1, 4, "Current yearly evaluation (1-4).", EVAL)
+    heure_supplementaires: OuiNon = _category("Works overtime.", EVAL)
+    augementation_salaire_precedente: int = _count(
         0, 100, "Last salary raise, in percent (11 for the extract's \"11 %\").", EVAL)
     # extrait_sondage.csv
-    nombre_participation_pee: _count(0, 10, "Number of company savings plan participations.", SONDAGE)
-    nb_formations_suivies: _count(0, 20, "Number of trainings followed last year.", SONDAGE)
-    nombre_employee_sous_responsabilite: _count(0, 1_000, "Number of direct reports (1 in every extract row).", SONDAGE)
-    distance_domicile_travail: _count(0, 200, "Commute distance, in km.", SONDAGE)
-    niveau_education: _count(1, 5, "Education level (1-5).", SONDAGE)
-    domaine_etude: _category(DomaineEtude, "Field of study.", SONDAGE)
-    ayant_enfants: _category(AyantEnfants, "Has children (Y in every extract row).", SONDAGE)
-    frequence_deplacement: _category(FrequenceDeplacement, "Business travel frequency.", SONDAGE)
-    annees_depuis_la_derniere_promotion: _count(0, 60, "Years since the last promotion.", SONDAGE)
-    annes_sous_responsable_actuel: _count(0, 60, "Years under the current manager.", SONDAGE)
+    nombre_participation_pee: int = _count(0, 10, "Number of company savings plan participations.", SONDAGE)
+    nb_formations_suivies: int = _count(0, 20, "Number of trainings followed last year.", SONDAGE)
+    nombre_employee_sous_responsabilite: int = _count(
+        0, 1_000, "Number of direct reports (1 in every extract row).", SONDAGE)
+    distance_domicile_travail: int = _count(0, 200, "Commute distance, in km.", SONDAGE)
+    niveau_education: int = _count(1, 5, "Education level (1-5).", SONDAGE)
+    domaine_etude: DomaineEtude = _category("Field of study.", SONDAGE)
+    ayant_enfants: AyantEnfants = _category("Has children (Y in every extract row).", SONDAGE)
+    frequence_deplacement: FrequenceDeplacement = _category("Business travel frequency.", SONDAGE)
+    annees_depuis_la_derniere_promotion: int = _count(0, 60, "Years since the last promotion.", SONDAGE)
+    annes_sous_responsable_actuel: int = _count(0, 60, "Years under the current manager.", SONDAGE)
 
     @model_validator(mode="after")
     def _check_career_consistency(self) -> "Employee":

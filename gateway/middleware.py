@@ -1,0 +1,165 @@
+"""ASGI middleware in front of every route of the service.
+
+- API keys (``FUTURISYS_API_KEYS``): 401 without a valid ``X-API-Key`` or bearer token;
+  health probes, metrics and the docs stay open.
+- Body size: 413 past ``max_body_bytes``.
+- Content type: a POST body must be JSON (415 otherwise; BentoML answers 5xx).
+- Error bodies: any 4xx answer becomes a JSON object naming the fields at fault
+  (BentoML wraps some in a list), and is counted in ``/metrics``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable
+
+from prometheus_client import Counter
+
+from gateway.errors import validation_error_body
+
+INVALID_REQUESTS = Counter(
+    "futurisys_invalid_requests_total", "Requests rejected with a 4xx answer (not traced).",
+    ["endpoint", "status"])
+
+OPEN_PATHS = ("/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/static_content", "/docs")
+TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/predictions"}
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def _endpoint(path: str) -> str:
+    """A bounded label for a path (unknown paths must not add label values)."""
+    for known in TRACKED_ENDPOINTS:
+        if path == known or path.startswith(known + "/"):
+            return known
+    return "other"
+
+
+def _normalise_error(body: bytes) -> bytes | None:
+    """Rewrite an error body into ``{"error", "detail"}`` naming the fields, or None to keep it."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return json.dumps({"error": body.decode("utf-8", "replace").strip() or "invalid request",
+                           "detail": []}).encode()
+    if isinstance(data, list):
+        first = data[0] if data and isinstance(data[0], dict) else {}
+        return json.dumps({"error": str(first.get("error", "invalid request")), "detail": data}).encode()
+    if isinstance(data, dict) and isinstance(data.get("detail"), list) and data["detail"] \
+            and isinstance(data["detail"][0], dict) and "loc" in data["detail"][0]:
+        return json.dumps(validation_error_body(data["detail"])).encode()
+    if isinstance(data, dict) and "error" not in data:
+        return json.dumps({"error": str(data.get("detail", "invalid request")), "detail": []}).encode()
+    return None
+
+
+class GatewayMiddleware:
+    """API keys, body limits, content type and uniform 4xx error bodies."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], api_keys: frozenset[str] = frozenset(),
+                 max_body_bytes: int = 4 * 1024 * 1024) -> None:
+        self.app = app
+        self.api_keys = api_keys
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        endpoint = _endpoint(path)
+        rejection = self._reject(scope, path, headers)
+        if rejection is not None:
+            status, error, field = rejection
+            INVALID_REQUESTS.labels(endpoint, str(status)).inc()
+            await _send_json(send, status, {"error": error, "detail": [{"field": field, "message": error}]})
+            return
+
+        if scope.get("method") == "POST":
+            body = await self._read_body(receive)
+            if body is None:
+                INVALID_REQUESTS.labels(endpoint, "413").inc()
+                await _send_json(send, 413, {"error": f"request body larger than {self.max_body_bytes} bytes",
+                                             "detail": [{"field": "body", "message": "too large"}]})
+                return
+            receive = _replay(body)
+        state: dict[str, Any] = {"status": 200, "buffer": [], "start": None}
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                if 400 <= message["status"] < 500:
+                    state["start"] = message
+                    return
+            elif message["type"] == "http.response.body" and state["start"] is not None:
+                state["buffer"].append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await self._send_error(send, state["start"], b"".join(state["buffer"]))
+                INVALID_REQUESTS.labels(endpoint, str(state["status"])).inc()
+                return
+            await send(message)
+
+        await self.app(scope, receive, guarded_send)
+
+    def _reject(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str, str] | None:
+        if self.api_keys and path not in ("/", "") and not path.startswith(OPEN_PATHS):
+            key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if key not in self.api_keys:
+                return 401, "missing or invalid API key (X-API-Key header)", "X-API-Key"
+        if scope.get("method") == "POST":
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                return 413, f"request body larger than {self.max_body_bytes} bytes", "body"
+            content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            if content_type not in ("application/json", ""):
+                return 415, f"content type {content_type!r} not supported: send application/json", "content-type"
+        return None
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole request body, or None past the size limit (chunked bodies have no length)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _send_error(self, send: Send, start: Message, body: bytes) -> None:
+        rewritten = _normalise_error(body)
+        if rewritten is not None:
+            body = rewritten
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes) -> Receive:
+    """A receive callable that hands the already-read body to the app, then waits for disconnect."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+    return receive
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,133 @@
+"""The model catalogue: what is in the store, how a request's ``model`` resolves, the default.
+
+``model`` accepts ``name`` (its latest version), ``name:version`` or an alias
+(``champion``). The default is ``FUTURISYS_DEFAULT_MODEL`` when set, else the
+champion.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from pydantic import ValidationError
+
+from attrition.card import ModelCard
+from registry.aliases import CHAMPION, read_aliases
+from registry.store import ARTIFACT, PROJECT, PROJECT_LABEL
+
+
+class UnknownModel(LookupError):
+    """A requested model matches no name, version or alias; carries the valid names."""
+
+    def __init__(self, requested: str, valid: list[str]) -> None:
+        super().__init__(f"unknown model {requested!r}; valid names: {', '.join(valid)}")
+        self.requested = requested
+        self.valid = valid
+
+
+@dataclass
+class ModelEntry:
+    """One model version of the store, and what this process knows of its health."""
+
+    name: str
+    version: str
+    path: Path
+    card: ModelCard | None
+    aliases: list[str] = field(default_factory=list)
+    invalid_reason: str | None = None
+
+    @property
+    def tag(self) -> str:
+        """``name:version``."""
+        return f"{self.name}:{self.version}"
+
+    @property
+    def artifact(self) -> Path:
+        """Path of the joblib artifact in the store."""
+        return self.path / ARTIFACT
+
+    @property
+    def valid(self) -> bool:
+        """False once loading or the self-check failed (or the card is unreadable)."""
+        return self.invalid_reason is None
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    match = re.fullmatch(r"v(\d+)", version)
+    return (int(match.group(1)) if match else -1, version)
+
+
+class ModelCatalogue:
+    """The attrition models of the BentoML store, with name/alias resolution and a default."""
+
+    def __init__(self, entries: list[ModelEntry], aliases: dict[str, str], default_ref: str | None) -> None:
+        self._entries = {e.tag: e for e in sorted(entries, key=lambda e: (e.name, _version_key(e.version)))}
+        self.aliases = dict(aliases)
+        for alias, tag in self.aliases.items():
+            if tag in self._entries:
+                self._entries[tag].aliases.append(alias)
+        self.default_ref = default_ref or CHAMPION
+        self.default = self.resolve(self.default_ref)
+
+    @classmethod
+    def from_store(cls, models_dir: str | Path, default_ref: str | None = None) -> "ModelCatalogue":
+        """Build the catalogue from the BentoML store and the aliases of ``models_dir``."""
+        entries = []
+        for model in bentoml.models.list():
+            if model.info.labels.get(PROJECT_LABEL) != PROJECT:
+                continue
+            card, reason = None, None
+            try:
+                card = ModelCard.model_validate(model.info.metadata.get("card", {}))
+            except ValidationError as exc:
+                reason = f"unreadable model card: {exc.error_count()} error(s)"
+            entries.append(ModelEntry(model.tag.name, model.tag.version, Path(model.path), card,
+                                      invalid_reason=reason))
+        if not entries:
+            raise LookupError("the BentoML model store holds no attrition model; run `python -m registry import`")
+        return cls(entries, read_aliases(models_dir), default_ref)
+
+    def entries(self) -> list[ModelEntry]:
+        """Every model version, by name then version."""
+        return list(self._entries.values())
+
+    def names(self) -> list[str]:
+        """Every name a request may use: names, name:version tags and aliases."""
+        names = {e.name for e in self._entries.values()}
+        return sorted(names) + list(self._entries) + sorted(self.aliases)
+
+    def resolve(self, ref: str | None) -> ModelEntry:
+        """The entry that ``ref`` designates (``None``: the default); :class:`UnknownModel` otherwise."""
+        if ref is None:
+            return self.default
+        ref = ref.strip()
+        if ref in self.aliases:
+            ref = self.aliases[ref]
+        if ref in self._entries:
+            return self._entries[ref]
+        versions = [e for e in self._entries.values() if e.name == ref]
+        if versions:
+            return versions[-1]
+        raise UnknownModel(ref, self.names())
+
+    def describe(self, entry: ModelEntry, loaded: bool) -> dict[str, Any]:
+        """A JSON-ready summary of one model for ``GET /models``."""
+        card = entry.card
+        return {
+            "name": entry.name,
+            "version": entry.version,
+            "tag": entry.tag,
+            "aliases": sorted(entry.aliases),
+            "default": entry is self.default,
+            "loaded": loaded,
+            "valid": entry.valid,
+            "invalid_reason": entry.invalid_reason,
+            "estimator": card.estimator if card else None,
+            "threshold": card.threshold if card else None,
+            "metrics": card.metrics if card else None,
+            "artifact_sha256": card.artifact_sha256 if card else None,
+            "created_at": card.created_at if card else None,
+        }

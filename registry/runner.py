@@ -1,0 +1,221 @@
+"""Per-worker model runners: lazy, self-checked loading and adaptive batching of rows.
+
+A :class:`ModelRunner` owns one model version inside one worker process. It
+loads the artifact on first use (once, thread-safely), checks it against its
+card, then serves rows: the rows of concurrent requests are grouped into one
+``predict_proba`` call, bounded by ``max_batch_size`` rows and a
+``max_latency_ms`` window. One row through the pipeline costs milliseconds;
+a row inside a batch, microseconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import joblib
+import numpy as np
+import pandas as pd
+from prometheus_client import Counter, Histogram
+
+from attrition.schema import FEATURE_NAMES
+from registry.catalogue import ModelCatalogue, ModelEntry
+from registry.store import sha256_of
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = Histogram(
+    "futurisys_runner_batch_size", "Rows per model call of a runner.", ["model", "version"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048))
+INFERENCE_SECONDS = Histogram(
+    "futurisys_inference_duration_seconds", "Duration of one batched model call.", ["model", "version"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+LOAD_FAILURES = Counter(
+    "futurisys_model_load_failures_total", "Models that failed to load or failed their self-check.",
+    ["model", "version"])
+SELF_CHECK_TOLERANCE = 1e-6
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot serve: its artifact failed to load, its self-check or a prediction."""
+
+
+@dataclass
+class Scores:
+    """Probabilities of leaving for a group of rows, with the model call's duration."""
+
+    probabilities: np.ndarray
+    inference_ms: float
+
+
+def load_checked(entry: ModelEntry) -> Any:
+    """Load ``entry``'s artifact and prove it works, or raise :class:`ModelUnavailable`.
+
+    The self-check verifies the artifact's sha256 against the card, predicts the
+    card's synthetic reference row, and compares classes and probability with
+    what training recorded.
+    """
+    card = entry.card
+    if card is None:
+        raise ModelUnavailable(entry.invalid_reason or "no model card")
+    if not entry.artifact.is_file():
+        raise ModelUnavailable(f"artifact missing: {entry.artifact}")
+    if sha256_of(entry.artifact) != card.artifact_sha256:
+        raise ModelUnavailable("artifact sha256 does not match the model card")
+    try:
+        model = joblib.load(entry.artifact)
+        classes = [int(c) for c in getattr(model, "classes_", [])]
+        probability = model.predict_proba(pd.DataFrame([card.self_check.employee], columns=FEATURE_NAMES))
+    except Exception as exc:  # any failure of a foreign artifact makes it invalid
+        raise ModelUnavailable(f"artifact failed to load or predict: {exc.__class__.__name__}: {exc}") from exc
+    if classes != [0, 1]:
+        raise ModelUnavailable(f"unexpected classes {classes}, expected [0, 1]")
+    if probability.shape != (1, 2) or not np.all((probability >= 0) & (probability <= 1)):
+        raise ModelUnavailable("self-check probabilities outside [0, 1]")
+    if abs(float(probability[0, 1]) - card.self_check.probability) > SELF_CHECK_TOLERANCE:
+        raise ModelUnavailable(
+            f"self-check probability {probability[0, 1]:.6f} differs from the card's "
+            f"{card.self_check.probability:.6f}")
+    return model
+
+
+class ModelRunner:
+    """Owns one lazily loaded model in this worker and batches the rows of concurrent requests."""
+
+    def __init__(self, entry: ModelEntry, max_batch_size: int = 64, max_latency_ms: float = 5.0) -> None:
+        self.entry = entry
+        self.max_batch_size = max_batch_size
+        self.max_latency_s = max_latency_ms / 1000.0
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._queue: asyncio.Queue[tuple[Sequence[dict[str, Any]], asyncio.Future[Scores]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._batch_metric = BATCH_SIZE.labels(entry.name, entry.version)
+        self._inference_metric = INFERENCE_SECONDS.labels(entry.name, entry.version)
+
+    @property
+    def loaded(self) -> bool:
+        """True once the model is in memory."""
+        return self._model is not None
+
+    def load(self) -> Any:
+        """Load and self-check the model once; later calls return it. Thread-safe."""
+        if self._model is not None:
+            return self._model
+        with self._load_lock:
+            if self._model is None:
+                if not self.entry.valid:
+                    raise ModelUnavailable(self.entry.invalid_reason or "invalid model")
+                started = time.perf_counter()
+                try:
+                    self._model = load_checked(self.entry)
+                except ModelUnavailable as exc:
+                    self.entry.invalid_reason = str(exc)
+                    LOAD_FAILURES.labels(self.entry.name, self.entry.version).inc()
+                    logger.error("Model %s is invalid: %s", self.entry.tag, exc)
+                    raise
+                logger.info("Loaded %s in %.0f ms", self.entry.tag, (time.perf_counter() - started) * 1000)
+        return self._model
+
+    def predict_now(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        """Probabilities of class 1 for ``rows``, in the calling thread (no batching)."""
+        model = self.load()
+        frame = pd.DataFrame.from_records(rows, columns=FEATURE_NAMES)
+        try:
+            probabilities = model.predict_proba(frame)[:, 1]
+        except Exception as exc:  # a model that fails on valid input is invalid from now on
+            self.entry.invalid_reason = f"prediction failed: {exc.__class__.__name__}: {exc}"
+            raise ModelUnavailable(self.entry.invalid_reason) from exc
+        return probabilities
+
+    async def predict(self, rows: Sequence[dict[str, Any]]) -> Scores:
+        """Probabilities of class 1 for ``rows``, grouped with the rows of concurrent calls."""
+        if self._model is None:
+            await asyncio.to_thread(self.load)
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"runner-{self.entry.tag}")
+        future: asyncio.Future[Scores] = asyncio.get_running_loop().create_future()
+        assert self._queue is not None
+        self._queue.put_nowait((rows, future))
+        return await future
+
+    async def _serve(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            pending = [await queue.get()]
+            size = len(pending[0][0])
+            deadline = time.monotonic() + self.max_latency_s
+            while size < self.max_batch_size:
+                if queue.empty():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                else:
+                    item = queue.get_nowait()
+                pending.append(item)
+                size += len(item[0])
+            await self._run(pending, size)
+
+    async def _run(self, pending: list[tuple[Sequence[dict[str, Any]], asyncio.Future[Scores]]], size: int) -> None:
+        rows = [row for group, _ in pending for row in group]
+        started = time.perf_counter()
+        try:
+            probabilities = await asyncio.to_thread(self.predict_now, rows)
+        except Exception as exc:
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, ModelUnavailable) else ModelUnavailable(str(exc)))
+            return
+        elapsed = time.perf_counter() - started
+        self._batch_metric.observe(size)
+        self._inference_metric.observe(elapsed)
+        offset = 0
+        for group, future in pending:
+            if not future.done():
+                future.set_result(Scores(probabilities[offset:offset + len(group)], elapsed * 1000))
+            offset += len(group)
+
+    async def close(self) -> None:
+        """Stop the batching task."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+class RunnerPool:
+    """The runners of one worker, one per model version, created on first use."""
+
+    def __init__(self, catalogue: ModelCatalogue, max_batch_size: int, max_latency_ms: float) -> None:
+        self.catalogue = catalogue
+        self._runners: dict[str, ModelRunner] = {}
+        self._max_batch_size = max_batch_size
+        self._max_latency_ms = max_latency_ms
+
+    def runner(self, entry: ModelEntry) -> ModelRunner:
+        """The runner of ``entry`` (created, not loaded, on first call)."""
+        runner = self._runners.get(entry.tag)
+        if runner is None:
+            runner = self._runners[entry.tag] = ModelRunner(entry, self._max_batch_size, self._max_latency_ms)
+        return runner
+
+    def is_loaded(self, entry: ModelEntry) -> bool:
+        """Whether ``entry`` is loaded in this worker."""
+        runner = self._runners.get(entry.tag)
+        return runner is not None and runner.loaded
+
+    async def close(self) -> None:
+        """Stop every runner's batching task."""
+        for runner in self._runners.values():
+            await runner.close()
