@@ -38,6 +38,10 @@ class ModelCard(BaseModel):
     artifact_sha256: str
     versions: dict[str, str]
     self_check: SelfCheck
+    # Optional, written by training/ since the first models; older cards may lack them.
+    decision_rule: str | None = None  # how probability and threshold make the 0/1 prediction
+    preprocessing: dict[str, Any] | None = None  # the pipeline's encoding of the 30 raw fields
+    training: dict[str, Any] | None = None  # what the artifact was fit on, how it was evaluated
 
     @property
     def tag(self) -> str:

@@ -56,6 +56,41 @@ def _category(description: str, source: str) -> Any:
     return Field(description=description, json_schema_extra={"source": source})
 
 
+EXAMPLE_EMPLOYEE: dict[str, Any] = {
+    "age": 35,
+    "genre": "F",
+    "revenu_mensuel": 4200,
+    "statut_marital": "Marié(e)",
+    "departement": "Consulting",
+    "poste": "Consultant",
+    "nombre_experiences_precedentes": 2,
+    "nombre_heures_travailless": 80,
+    "annee_experience_totale": 10,
+    "annees_dans_l_entreprise": 5,
+    "annees_dans_le_poste_actuel": 3,
+    "satisfaction_employee_environnement": 3,
+    "note_evaluation_precedente": 3,
+    "niveau_hierarchique_poste": 2,
+    "satisfaction_employee_nature_travail": 3,
+    "satisfaction_employee_equipe": 3,
+    "satisfaction_employee_equilibre_pro_perso": 3,
+    "note_evaluation_actuelle": 3,
+    "heure_supplementaires": "Non",
+    "augementation_salaire_precedente": 14,
+    "nombre_participation_pee": 1,
+    "nb_formations_suivies": 2,
+    "nombre_employee_sous_responsabilite": 1,
+    "distance_domicile_travail": 7,
+    "niveau_education": 3,
+    "domaine_etude": "Infra & Cloud",
+    "ayant_enfants": "Y",
+    "frequence_deplacement": "Occasionnel",
+    "annees_depuis_la_derniere_promotion": 1,
+    "annes_sous_responsable_actuel": 2,
+}
+"""A made-up (synthetic) employee, used as the OpenAPI example and the models' self-check row."""
+
+
 SIRH = "extrait_sirh.csv"
 EVAL = "extrait_eval.csv"
 SONDAGE = "extrait_sondage.csv"
@@ -64,7 +99,8 @@ SONDAGE = "extrait_sondage.csv"
 class Employee(BaseModel):
     """One employee, as the 30 raw input fields the models take."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
+                              json_schema_extra={"example": EXAMPLE_EMPLOYEE})
 
     # extrait_sirh.csv
     age: int = _count(16, 75, "Age in years.", SIRH)

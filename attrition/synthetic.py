@@ -8,41 +8,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from attrition.schema import FEATURES, Employee
+from attrition.schema import EXAMPLE_EMPLOYEE, FEATURES, Employee
 
-EXAMPLE_EMPLOYEE: dict[str, Any] = {
-    "age": 35,
-    "genre": "F",
-    "revenu_mensuel": 4200,
-    "statut_marital": "Marié(e)",
-    "departement": "Consulting",
-    "poste": "Consultant",
-    "nombre_experiences_precedentes": 2,
-    "nombre_heures_travailless": 80,
-    "annee_experience_totale": 10,
-    "annees_dans_l_entreprise": 5,
-    "annees_dans_le_poste_actuel": 3,
-    "satisfaction_employee_environnement": 3,
-    "note_evaluation_precedente": 3,
-    "niveau_hierarchique_poste": 2,
-    "satisfaction_employee_nature_travail": 3,
-    "satisfaction_employee_equipe": 3,
-    "satisfaction_employee_equilibre_pro_perso": 3,
-    "note_evaluation_actuelle": 3,
-    "heure_supplementaires": "Non",
-    "augementation_salaire_precedente": 14,
-    "nombre_participation_pee": 1,
-    "nb_formations_suivies": 2,
-    "nombre_employee_sous_responsabilite": 1,
-    "distance_domicile_travail": 7,
-    "niveau_education": 3,
-    "domaine_etude": "Infra & Cloud",
-    "ayant_enfants": "Y",
-    "frequence_deplacement": "Occasionnel",
-    "annees_depuis_la_derniere_promotion": 1,
-    "annes_sous_responsable_actuel": 2,
-}
-"""A made-up employee, used as the OpenAPI example and the models' self-check row."""
+__all__ = ["EXAMPLE_EMPLOYEE", "synthetic_employee", "synthetic_employees"]
 
 # Realistic ranges for drawing synthetic rows (narrower than the validation bounds).
 _TYPICAL_RANGES: dict[str, tuple[int, int]] = {

@@ -19,7 +19,6 @@ from bentoml.exceptions import NotFound
 from filelock import FileLock
 
 from attrition.card import ModelCard
-from registry.aliases import read_aliases
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,6 @@ def import_models(models_dir: str | Path) -> ImportReport:
     models_dir = Path(models_dir)
     home = store_home()
     home.mkdir(parents=True, exist_ok=True)
-    aliases = read_aliases(models_dir)
     imported, present, refused = [], [], []
     with FileLock(str(home / ".futurisys-import.lock")):
         for folder in artifact_versions(models_dir):
@@ -86,8 +84,8 @@ def import_models(models_dir: str | Path) -> ImportReport:
                 logger.error("Refusing %s: %s does not match the card's sha256", tag, folder / ARTIFACT)
                 refused.append(tag)
                 continue
+            # Aliases are not labels: store models are immutable, aliases move (models/aliases.json).
             labels = {PROJECT_LABEL: PROJECT, "estimator": card.estimator}
-            labels.update({f"alias-{alias}": "true" for alias, target in aliases.items() if target == tag})
             with bentoml.models.create(tag, labels=labels, metadata={"card": card_data}) as model:
                 shutil.copyfile(folder / ARTIFACT, model.path_of(ARTIFACT))
                 shutil.copyfile(folder / CARD, model.path_of(CARD))
