@@ -29,7 +29,7 @@ from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.traces import Trace
 from persistence.writer import TraceWriter
-from registry.catalogue import ModelCatalogue, UnknownModel
+from registry.catalogue import ModelCatalogue, ModelEntry, UnknownModel
 from registry.runner import RunnerPool
 from registry.serving import DefaultModelUnavailable, Served, serve_rows
 from registry.store import import_models
@@ -70,7 +70,7 @@ class AttritionService:
     async def start_trace_writer(self) -> None:
         """Start this worker's group-commit trace writer and journal replay."""
         if settings.tracing:
-            self.writer = TraceWriter(self.engine, settings)
+            self.writer = TraceWriter(self.database_url)
             await self.writer.start()
 
     @bentoml.on_shutdown
@@ -146,6 +146,12 @@ class AttritionService:
         try:
             served = await serve_rows(self.runners, requested, rows)
         except DefaultModelUnavailable as exc:
+            # Nothing could answer: the failure itself is part of the audit trail.
+            if self.writer is not None:
+                await self.writer.record([
+                    _failed_trace(endpoint, received_at, model, employee_id, index, row, self.catalogue.default,
+                                  str(exc), started)
+                    for index, row in enumerate(rows)])
             return error_response(503, str(exc), [{"field": "model", "message": "default model invalid"}])
         answers = served.answers()
         for answer in answers:
@@ -153,10 +159,10 @@ class AttritionService:
             answer["requested_model"] = model
         if self.writer is not None:
             total_ms = (time.perf_counter() - started) * 1000
-            traces = [_trace(endpoint, received_at, model, employee_id, index if endpoint == "predict_batch" else None,
-                             row, answer, served, total_ms)
-                      for index, (row, answer) in enumerate(zip(rows, answers))]
-            await self.writer.record(traces)
+            await self.writer.record([
+                _trace(endpoint, received_at, model, employee_id, index if endpoint == "predict_batch" else None,
+                       row, answer, served, total_ms)
+                for index, (row, answer) in enumerate(zip(rows, answers))])
         return answers
 
     # ---- read endpoints (GET, FastAPI) -------------------------------------------------------
@@ -188,7 +194,7 @@ class AttritionService:
             "aliases": self.catalogue.aliases,
             "features": feature_schema(),
             "example_employee": EXAMPLE_EMPLOYEE,
-            "dataset": dataset.summary(self.engine),
+            "dataset": {"employees": dataset.count_employees(self.engine)},
             "database_backend": self.engine.dialect.name,
             "tracing": settings.tracing,
             "max_batch_rows": settings.max_batch_rows,
@@ -215,6 +221,15 @@ class AttritionService:
 
 
 AttritionService.add_asgi_middleware(GatewayMiddleware, api_keys=settings.api_key_set)
+
+
+def _failed_trace(endpoint: str, received_at: datetime, requested_model: str | None, employee_id: int | None,
+                  index: int, row: dict[str, Any], model: ModelEntry, error: str, started: float) -> Trace:
+    return Trace(
+        request_id=str(uuid.uuid4()), received_at=received_at, endpoint=endpoint, requested_model=requested_model,
+        employee_id=employee_id, batch_index=index if endpoint == "predict_batch" else None, inputs=row,
+        model_name=model.name, model_version=model.version, service_version=SERVICE_VERSION, status="error",
+        error=error, total_ms=(time.perf_counter() - started) * 1000)
 
 
 def _trace(endpoint: str, received_at: datetime, requested_model: str | None, employee_id: int | None,

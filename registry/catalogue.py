@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from attrition.card import ModelCard
 from registry.aliases import CHAMPION, read_aliases
-from registry.store import ARTIFACT, PROJECT, PROJECT_LABEL
+from registry.store import ARTIFACT, CARD, PROJECT, PROJECT_LABEL
 
 
 class UnknownModel(LookupError):
@@ -81,9 +81,9 @@ class ModelCatalogue:
                 continue
             card, reason = None, None
             try:
-                card = ModelCard.model_validate(model.info.metadata.get("card", {}))
-            except ValidationError as exc:
-                reason = f"unreadable model card: {exc.error_count()} error(s)"
+                card = ModelCard.model_validate_json((Path(model.path) / CARD).read_bytes())
+            except (OSError, ValidationError) as exc:
+                reason = f"unreadable model card: {exc.__class__.__name__}"
             entries.append(ModelEntry(model.tag.name, model.tag.version, Path(model.path), card,
                                       invalid_reason=reason))
         if not entries:

@@ -86,7 +86,10 @@ def import_models(models_dir: str | Path) -> ImportReport:
                 continue
             # Aliases are not labels: store models are immutable, aliases move (models/aliases.json).
             labels = {PROJECT_LABEL: PROJECT, "estimator": card.estimator}
-            with bentoml.models.create(tag, labels=labels, metadata={"card": card_data}) as model:
+            # BentoML metadata holds scalars only; the full card travels as card.json in the model folder.
+            metadata = {"threshold": card.threshold, "estimator": card.estimator, "created_at": card.created_at,
+                        "artifact_sha256": card.artifact_sha256, "data_fingerprint": card.data_fingerprint}
+            with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
                 shutil.copyfile(folder / ARTIFACT, model.path_of(ARTIFACT))
                 shutil.copyfile(folder / CARD, model.path_of(CARD))
             imported.append(tag)

@@ -17,7 +17,8 @@ import pytest
 
 # Isolate the whole test session from the user's BentoML store and state: set before
 # bentoml or settings are imported, since both read the environment once.
-for _variable, _prefix in (("BENTOML_HOME", "futurisys-test-bentoml-"), ("FUTURISYS_STATE_DIR", "futurisys-test-state-")):
+for _variable, _prefix in (("BENTOML_HOME", "futurisys-test-bentoml-"),
+                           ("FUTURISYS_STATE_DIR", "futurisys-test-state-")):
     os.environ[_variable] = tempfile.mkdtemp(prefix=_prefix)
     atexit.register(shutil.rmtree, os.environ[_variable], True)
 os.environ.pop("DATABASE_URL", None)
@@ -43,6 +44,7 @@ def extracts_dir() -> Path:
     need("extracts", (EXTRACTS_DIR / "extrait_sirh.csv").is_file(), f"no extracts in {EXTRACTS_DIR}")
     return EXTRACTS_DIR
 
+
 POSTGRES_ADMIN_URL = os.environ.get("FUTURISYS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -59,9 +61,8 @@ def _postgres_reachable() -> tuple[bool, str]:
         return False, f"{POSTGRES_ADMIN_URL}: {exc.__class__.__name__}"
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+def _fresh_postgres_database():
+    """A context-managed fresh PostgreSQL database URL, dropped on exit."""
     import uuid
 
     import sqlalchemy as sa
@@ -79,6 +80,18 @@ def postgres_url() -> str:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    yield from _fresh_postgres_database()
+
+
+@pytest.fixture(scope="module")
+def postgres_url_module() -> str:
+    """A fresh, empty PostgreSQL database shared by one test module."""
+    yield from _fresh_postgres_database()
 
 
 @pytest.fixture

@@ -1,0 +1,58 @@
+"""Start a real ``bentoml serve`` of the project in a subprocess, on a free port of 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+from tests.conftest import PROJECT_ROOT
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def bentoml_serve(env: dict[str, str], log_path: Path, timeout_s: float = 90.0) -> Iterator[str]:
+    """Run ``bentoml serve`` with ``env`` added to the environment; yields its base URL once ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "bentoml", "serve", "service:AttritionService",
+               "--host", "127.0.0.1", "--port", str(port)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env},
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"bentoml serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bentoml serve not ready after {timeout_s}s:\n{log_path.read_text()[-4000:]}")
+                time.sleep(0.25)
+            yield url
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
