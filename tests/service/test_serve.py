@@ -237,3 +237,54 @@ def test_metrics_expose_service_and_bentoml_counters(client):
 def test_health_probes(client):
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def _store_synthetic_employees(database_url: str, ids: list[int]) -> list[dict]:
+    """Put synthetic employees in the ``employees`` table (the extracts are not needed for this)."""
+    from persistence.schema import employees
+
+    rows = synthetic_employees(len(ids), seed=99)
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.delete(employees).where(employees.c.id_employee.in_(ids)))
+        connection.execute(sa.insert(employees), [{**row, "id_employee": i, "a_quitte_l_entreprise": "Non"}
+                                                  for i, row in zip(ids, rows)])
+    engine.dispose()
+    return rows
+
+
+def test_predict_by_stored_employee_id_and_read_the_history(served, client):
+    url, database_url = served
+    rows = _store_synthetic_employees(database_url, [901, 902])
+    first = client.post("/predict", json={"employee_id": 901}).json()
+    second = client.post("/predict", json={"employee_id": 901, "model": "random_forest"}).json()
+    assert first["probability"] == pytest.approx(reference_probabilities(champion(), rows[:1])[0], abs=1e-6)
+    assert second["model"] == "random_forest"
+    assert client.post("/predict", json={"employee_id": 999_999}).status_code == 404
+
+    tagged = client.post("/predict", json={"employee": EXAMPLE_EMPLOYEE, "employee_id": 902}).json()
+    history = client.get("/predictions", params={"employee_id": 901}).json()
+    assert [t["request_id"] for t in history["items"]] == [first["request_id"], second["request_id"]]
+    assert history["total"] == 2 and history["items"][0]["inputs"] == rows[0]
+    page = client.get("/predictions", params={"employee_id": 901, "limit": 1, "offset": 1}).json()
+    assert [t["request_id"] for t in page["items"]] == [second["request_id"]]
+    later = client.get("/predictions", params={"employee_id": 901, "from": "2999-01-01T00:00:00Z"}).json()
+    assert later["items"] == []
+    assert client.get("/predictions", params={"employee_id": 902}).json()["items"][0]["request_id"] \
+        == tagged["request_id"]
+    bad = client.get("/predictions", params={"employee_id": "abc"})
+    assert bad.status_code == 400 and bad.json()["detail"][0]["field"] == "employee_id"
+
+
+def test_api_keys_guard_every_route_but_probes_metrics_and_docs(tmp_path):
+    env = {"BENTOML_HOME": str(tmp_path / "bentoml"), "FUTURISYS_STATE_DIR": str(tmp_path / "state"),
+           "FUTURISYS_API_KEYS": "k1,k2"}
+    with bentoml_serve(env, tmp_path / "serve.log") as url, httpx.Client(base_url=url, timeout=30) as http:
+        refused = http.post("/predict", json={"employee": EXAMPLE_EMPLOYEE})
+        assert refused.status_code == 401 and "API key" in refused.json()["error"]
+        assert http.get("/models", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert http.post("/predict", json={"employee": EXAMPLE_EMPLOYEE}, headers={"X-API-Key": "k2"}).status_code \
+            == 200
+        assert http.get("/models", headers={"Authorization": "Bearer k1"}).status_code == 200
+        for open_path in ("/livez", "/readyz", "/metrics", "/docs.json"):
+            assert http.get(open_path).status_code == 200, open_path
