@@ -19,6 +19,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field
 from starlette.responses import JSONResponse
+from threadpoolctl import threadpool_limits
 
 from attrition.schema import Employee, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
@@ -56,6 +57,8 @@ class AttritionService:
     """Predicts which employees are likely to leave, and keeps a durable trace of every answer."""
 
     def __init__(self) -> None:
+        # Workers share the cores: one BLAS/OpenMP thread each, or they fight over them under load.
+        threadpool_limits(limits=1)
         report = import_models(settings.models_dir)
         if report.imported:
             logger.info("Imported %s into the model store", ", ".join(report.imported))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from attrition.schema import FEATURE_NAMES, TARGET
+from attrition.schema import FEATURE_NAMES, FEATURES, TARGET
 
 SIRH_FILE = "extrait_sirh.csv"
 EVAL_FILE = "extrait_eval.csv"
@@ -58,6 +58,10 @@ def _parse_percent(value: object) -> int:
     return int(round(float(text)))
 
 
+def _fields_from(name: str) -> set[str]:
+    return {spec.name for spec in FEATURES if spec.source == name}
+
+
 def load_employees(directory: str | Path) -> pd.DataFrame:
     """Join the three extracts on the employee id.
 
@@ -69,9 +73,11 @@ def load_employees(directory: str | Path) -> pd.DataFrame:
     """
     directory = Path(directory)
     columns = set(FEATURE_NAMES) | {TARGET}
-    sirh = _read(directory, SIRH_FILE, {EMPLOYEE_ID})
-    evaluation = _read(directory, EVAL_FILE, {"eval_number"})
-    sondage = _read(directory, SONDAGE_FILE, {"code_sondage"})
+    # Each file must hold its key and the fields the schema says come from it, so a
+    # missing column is reported against the file that lacks it.
+    sirh = _read(directory, SIRH_FILE, {EMPLOYEE_ID, *_fields_from(SIRH_FILE)})
+    evaluation = _read(directory, EVAL_FILE, {"eval_number", *_fields_from(EVAL_FILE)})
+    sondage = _read(directory, SONDAGE_FILE, {"code_sondage", TARGET, *_fields_from(SONDAGE_FILE)})
 
     sirh.index = _employee_ids(sirh, EMPLOYEE_ID, directory / SIRH_FILE, int)
     evaluation.index = _employee_ids(evaluation, "eval_number", directory / EVAL_FILE, _parse_eval_number)
@@ -86,12 +92,22 @@ def load_employees(directory: str | Path) -> pd.DataFrame:
                 f"{directory / name}: ids do not match {SIRH_FILE} "
                 f"(only in {name}: {orphans[:10]}, missing from {name}: {absent[:10]})")
 
+    for name, frame in ((SIRH_FILE, sirh), (EVAL_FILE, evaluation), (SONDAGE_FILE, sondage)):
+        # An empty cell would reach the models as NaN, which no input field may be.
+        empty = sorted(column for column in frame.columns if column in columns and frame[column].isna().any())
+        if empty:
+            raise ExtractError(f"{directory / name}: empty values in column(s) {empty}")
+
     joined = sirh.drop(columns=[EMPLOYEE_ID]).join(
         evaluation.drop(columns=["eval_number"])).join(sondage.drop(columns=["code_sondage"]))
     missing = sorted(columns - set(joined.columns))
     if missing:
         raise ExtractError(f"{directory}: the joined extracts lack columns {missing}")
-    joined["augementation_salaire_precedente"] = joined["augementation_salaire_precedente"].map(_parse_percent)
+    try:
+        joined["augementation_salaire_precedente"] = joined["augementation_salaire_precedente"].map(_parse_percent)
+    except ValueError as exc:
+        raise ExtractError(f"{directory / EVAL_FILE}: column 'augementation_salaire_precedente' holds a value "
+                           f"that is not a percentage ({exc})") from exc
     joined.index.name = EMPLOYEE_ID
     return joined.loc[:, [*FEATURE_NAMES, TARGET]].sort_index()
 

@@ -106,7 +106,7 @@ def ping(engine: Engine) -> bool:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
         return True
-    except Exception as exc:  # noqa: BLE001 - reachability probe: any failure means "not now"
+    except Exception as exc:  # reachability probe: any failure means "not now"
         if is_unreachable(exc):
             return False
         raise

@@ -3,8 +3,9 @@
 PostgreSQL takes them with ``COPY ... FROM STDIN`` (psycopg 3), measured
 faster than a multi-row ``INSERT`` for group commits; SQLite with a Core
 ``insert(table)`` and a list of rows (executemany). Journal replays use
-``INSERT ... ON CONFLICT (request_id) DO NOTHING`` on both, so a trace
-replayed twice, or already committed, is stored once.
+``INSERT ... ON CONFLICT (request_id) DO NOTHING`` on both (on PostgreSQL
+from COPY-filled staging tables), so a trace replayed twice, or already
+committed, is stored once.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class TraceStore(Protocol):
 
 
 class _InsertMissing:
-    """The replay path, common to both backends."""
+    """The replay path of the executemany store: dialect ``INSERT ... ON CONFLICT DO NOTHING``."""
 
     engine: Engine
 
@@ -64,12 +65,12 @@ class ExecutemanyTraceStore(_InsertMissing):
             connection.execute(sa.insert(prediction_results), [t.result_row() for t in traces])
 
 
-def _copy_statement(table: sa.Table, columns: Sequence[str]) -> str:
-    return f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+def _copy_statement(table_name: str, columns: Sequence[str]) -> str:
+    return f"COPY {table_name} ({', '.join(columns)}) FROM STDIN"
 
 
-_COPY_REQUESTS = _copy_statement(prediction_requests, REQUEST_COLUMNS)
-_COPY_RESULTS = _copy_statement(prediction_results, RESULT_COLUMNS)
+_COPY_REQUESTS = _copy_statement(prediction_requests.name, REQUEST_COLUMNS)
+_COPY_RESULTS = _copy_statement(prediction_results.name, RESULT_COLUMNS)
 _INPUTS_POSITION = REQUEST_COLUMNS.index("inputs")
 
 
@@ -80,8 +81,29 @@ def _copy_request_values(trace: Trace) -> list[Any]:
     return values
 
 
-class CopyTraceStore(_InsertMissing):
-    """PostgreSQL: ``COPY ... FROM STDIN`` into both tables, on the pool's raw psycopg connection."""
+def _staging(table: sa.Table, columns: Sequence[str]) -> tuple[str, str, str]:
+    """SQL to create a per-transaction staging copy of ``table``, copy into it, and move its new rows over."""
+    listed = ", ".join(columns)
+    staging = f"replay_{table.name}"
+    create = f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS SELECT {listed} FROM {table.name} WITH NO DATA"
+    move = (f"INSERT INTO {table.name} ({listed}) SELECT {listed} FROM {staging} "
+            "ON CONFLICT (request_id) DO NOTHING")
+    return create, _copy_statement(staging, columns), move
+
+
+_STAGE_REQUESTS, _COPY_STAGED_REQUESTS, _MOVE_REQUESTS = _staging(prediction_requests, REQUEST_COLUMNS)
+_STAGE_RESULTS, _COPY_STAGED_RESULTS, _MOVE_RESULTS = _staging(prediction_results, RESULT_COLUMNS)
+
+
+class CopyTraceStore:
+    """PostgreSQL: ``COPY ... FROM STDIN`` on the pool's raw psycopg connection.
+
+    Group commits copy straight into both tables. Replays copy into
+    temporary staging tables, then move the rows whose request id is new
+    (``INSERT ... SELECT ... ON CONFLICT DO NOTHING``): the same exactly-once
+    rule as the executemany path, at COPY speed, since a long outage leaves a
+    large journal to catch up while live traffic goes on.
+    """
 
     def __init__(self, engine: Engine) -> None:
         if engine.dialect.driver != "psycopg":
@@ -90,16 +112,34 @@ class CopyTraceStore(_InsertMissing):
 
     def insert(self, traces: Sequence[Trace]) -> None:
         """Copy the traces into both tables in one transaction; fail on any duplicate request id."""
+        self._copy_in_transaction(traces, _COPY_REQUESTS, _COPY_RESULTS)
+
+    def insert_missing(self, traces: Sequence[Trace]) -> int:
+        """Insert, in one transaction, the traces whose request id is not stored yet; return how many."""
+        if not traces:
+            return 0
+        return self._copy_in_transaction(traces, _COPY_STAGED_REQUESTS, _COPY_STAGED_RESULTS, staged=True)
+
+    def _copy_in_transaction(self, traces: Sequence[Trace], copy_requests: str, copy_results: str,
+                             staged: bool = False) -> int:
         pooled = self.engine.raw_connection()
         connection = pooled.driver_connection
+        inserted = len(traces)
         try:
             with connection.cursor() as cursor:
-                with cursor.copy(_COPY_REQUESTS) as copy:
+                if staged:
+                    cursor.execute(_STAGE_REQUESTS)
+                    cursor.execute(_STAGE_RESULTS)
+                with cursor.copy(copy_requests) as copy:
                     for trace in traces:
                         copy.write_row(_copy_request_values(trace))
-                with cursor.copy(_COPY_RESULTS) as copy:
+                with cursor.copy(copy_results) as copy:
                     for trace in traces:
                         copy.write_row([getattr(trace, name) for name in RESULT_COLUMNS])
+                if staged:
+                    cursor.execute(_MOVE_REQUESTS)
+                    cursor.execute(_MOVE_RESULTS)
+                    inserted = cursor.rowcount
             connection.commit()
         except BaseException:
             if connection.broken or connection.closed:
@@ -110,6 +150,7 @@ class CopyTraceStore(_InsertMissing):
             raise
         finally:
             pooled.close()
+        return inserted
 
 
 def make_trace_store(engine: Engine) -> TraceStore:

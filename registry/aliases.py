@@ -37,5 +37,6 @@ def promote(models_dir: str | Path, tag: str, alias: str = CHAMPION) -> dict[str
     fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".aliases-")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(payload)
+    os.chmod(tmp, 0o644)  # mkstemp makes private files; the alias table is read by every worker
     os.replace(tmp, models_dir / ALIASES_FILE)
     return aliases

@@ -35,13 +35,13 @@ _CLASSIFIERS: dict[str, tuple[type[BaseEstimator], dict[str, Any]]] = {
     # The floor any real model must beat: always answers the training prior.
     BASELINE: (DummyClassifier, {"strategy": "prior", "random_state": RANDOM_STATE}),
     # 45 encoded columns for ~1,500 rows: a little more regularisation than C=1
-    # helps; "balanced" because only ~16 % of employees left.
-    LOGISTIC_REGRESSION: (LogisticRegression, {
-        "C": 0.3, "class_weight": "balanced", "max_iter": 5_000, "random_state": RANDOM_STATE}),
+    # helps. No class weights in any model: the threshold handles the 16 % of
+    # leavers, and unweighted fits keep the probabilities calibrated (weighting
+    # "balanced" lowered CV ROC AUC and raised the Brier score here).
+    LOGISTIC_REGRESSION: (LogisticRegression, {"C": 0.3, "max_iter": 5_000, "random_state": RANDOM_STATE}),
     # Depth and leaf size bounded so model.joblib stays around 1-2 MB.
     RANDOM_FOREST: (RandomForestClassifier, {
-        "n_estimators": 300, "max_depth": 8, "min_samples_leaf": 3,
-        "class_weight": "balanced_subsample", "n_jobs": 1, "random_state": RANDOM_STATE}),
+        "n_estimators": 300, "max_depth": 8, "min_samples_leaf": 3, "n_jobs": 1, "random_state": RANDOM_STATE}),
     # Shallow trees and a small learning rate: the data set is small and noisy.
     # Early stopping off, so every fit sees the same rows (no internal split).
     GRADIENT_BOOSTING: (HistGradientBoostingClassifier, {

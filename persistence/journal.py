@@ -1,0 +1,206 @@
+"""The local trace journal: where traces go, durably, while the database is unreachable.
+
+Each process appends to its own file, ``journal-<pid>-<uuid>.jsonl`` (one
+trace per JSON line, flushed and fsynced before the caller is answered), and
+holds an exclusive lock on ``<file>.lock`` for as long as it lives. A replay
+first *rotates* (the next append opens a new file), so traces journaled
+during a replay are never lost by deleting the replayed file. A journal whose
+lock can be taken belongs to a dead process: whoever takes the lock replays
+and deletes it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from filelock import FileLock, Timeout
+
+from persistence import metrics
+from persistence.traces import Trace
+
+log = logging.getLogger(__name__)
+
+JOURNAL_GLOB = "journal-*.jsonl"
+
+
+def _lock_for(path: Path, timeout: float) -> FileLock:
+    # Shared across threads (appends and replays run in worker threads); never a soft
+    # (file-exists) lock, which a dead owner would leave behind and make look alive.
+    return FileLock(f"{path}.lock", timeout=timeout, thread_local=False, fallback_to_soft=False)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # A new or removed file is durable only once its directory entry is.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_journal(path: Path) -> Iterator[Trace]:
+    """The traces of a journal file, in order.
+
+    A torn last line (the process died mid-append, before fsync returned, so
+    nobody was answered for it) is skipped; so is any undecodable line, with
+    a warning, rather than blocking every later trace.
+    """
+    with path.open("r", encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield Trace.from_dict(json.loads(line))
+            except (ValueError, TypeError) as exc:
+                log.warning("%s:%d: skipping an unreadable journal line (%s)", path, number, exc)
+
+
+class TraceJournal:
+    """The journal files of this process, and access to those of dead processes.
+
+    Thread-safe: appends (from the writer's flushes) and rotations (from its
+    replays) may run in different threads.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._guard = threading.Lock()
+        self._current: Path | None = None
+        self._stream: IO[str] | None = None
+        self._locks: dict[Path, FileLock] = {}  # every own journal not yet replayed, current included
+        self._rows: dict[Path, int] = {}
+
+    @property
+    def backlog_rows(self) -> int:
+        """Traces in this process's journals, not yet replayed."""
+        with self._guard:
+            return sum(self._rows.values())
+
+    def own_files(self) -> list[Path]:
+        """This process's journal files (the current one last)."""
+        with self._guard:
+            return sorted(self._locks, key=lambda p: p == self._current)
+
+    def append(self, traces: Sequence[Trace]) -> Path:
+        """Append the traces and fsync; on return they survive a crash. Returns the file written."""
+        lines = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in traces)
+        with self._guard:
+            if self._stream is None:
+                self._open_new_file()
+            assert self._stream is not None and self._current is not None
+            try:
+                self._stream.write(lines)
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+            except OSError:
+                # A partial line may be on disk: later appends go to a new file, so that
+                # torn line stays last in its file, where the reader expects one.
+                self._close_current()
+                raise
+            self._rows[self._current] += len(traces)
+            metrics.JOURNAL_BACKLOG.inc(len(traces))
+            return self._current
+
+    def _open_new_file(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"journal-{os.getpid()}-{uuid.uuid4().hex}.jsonl"
+        lock = _lock_for(path, timeout=0)
+        # Locked before the file exists: a replayer that sees the file always finds it locked.
+        lock.acquire()
+        self._stream = path.open("a", encoding="utf-8")
+        _fsync_directory(self.directory)
+        self._current = path
+        self._locks[path] = lock
+        self._rows[path] = 0
+
+    def rotate(self) -> list[Path]:
+        """Close the current file (the next append starts a new one); return the own files to replay."""
+        with self._guard:
+            self._close_current()
+            return sorted(self._locks)
+
+    def _close_current(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except OSError as exc:  # the data that mattered was fsynced; a close error loses nothing acknowledged
+                log.warning("closing journal %s: %s", self._current, exc)
+        self._stream = None
+        self._current = None
+
+    def forget(self, path: Path) -> None:
+        """Delete an own journal file whose traces are all in the database, and release its lock."""
+        with self._guard:
+            if path == self._current:
+                raise ValueError(f"{path} is still being appended to: rotate first")
+            lock = self._locks.pop(path)
+            metrics.JOURNAL_BACKLOG.dec(self._rows.pop(path))
+        path.unlink(missing_ok=True)
+        _fsync_directory(self.directory)
+        lock.release()
+
+    @contextmanager
+    def claim_orphans(self) -> Iterator[Iterator[Path]]:
+        """Journal files of dead processes, each locked while the caller handles it.
+
+        Used as ``with journal.claim_orphans() as orphans: for path in orphans: ...``.
+        The caller deletes a file with :meth:`drop_orphan` once replayed; a file it
+        leaves (a failed replay) is unlocked for a later attempt.
+        """
+        held: list[FileLock] = []
+
+        def orphans() -> Iterator[Path]:
+            with self._guard:
+                own = set(self._locks)
+            for path in sorted(self.directory.glob(JOURNAL_GLOB)):
+                if path in own:
+                    continue
+                lock = _lock_for(path, timeout=0)
+                try:
+                    lock.acquire()
+                except Timeout:
+                    continue  # its owner is alive and will replay it
+                held.append(lock)
+                if path.exists():  # another replayer may have finished it between glob and lock
+                    yield path
+
+        try:
+            yield orphans()
+        finally:
+            for lock in held:
+                lock.release()
+
+    def drop_orphan(self, path: Path) -> None:
+        """Delete a dead process's journal once its traces are in the database (lock held by claim_orphans)."""
+        path.unlink(missing_ok=True)
+        _fsync_directory(self.directory)
+
+    def quarantine(self, source: Path, traces: Sequence[Trace]) -> Path:
+        """Set aside traces the database refuses (not a connectivity failure), so a replay can move on.
+
+        They go to ``rejected-<journal name>``, which no replay reads: kept for a
+        human to inspect, never silently dropped.
+        """
+        path = self.directory / f"rejected-{source.name}"
+        with path.open("a", encoding="utf-8") as stream:
+            stream.write("".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in traces))
+            stream.flush()
+            os.fsync(stream.fileno())
+        return path
+
+    def close(self) -> None:
+        """Close the current file and release every lock; files left behind are replayed by another process."""
+        with self._guard:
+            self._close_current()
+            for lock in self._locks.values():
+                lock.release()
+            metrics.JOURNAL_BACKLOG.dec(sum(self._rows.values()))
+            self._locks.clear()
+            self._rows.clear()

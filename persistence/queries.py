@@ -1,0 +1,106 @@
+"""Reads of the prediction trace: one request, or an employee's requests over a period.
+
+Answers are JSON-ready dicts (timestamps as ISO 8601 strings in UTC), the
+shape ``GET /predictions/{request_id}`` and ``GET /predictions`` return.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, RowMapping
+
+from persistence.schema import prediction_requests as requests
+from persistence.schema import prediction_results as results
+
+MAX_PAGE_SIZE = 500
+"""The largest ``limit`` of :func:`list_traces`."""
+
+_TRACE_COLUMNS = (
+    requests.c.request_id, requests.c.endpoint, requests.c.received_at, requests.c.requested_model,
+    requests.c.employee_id, requests.c.batch_index, requests.c.inputs,
+    results.c.model_name, results.c.model_version, results.c.model_sha256, results.c.service_version,
+    results.c.prediction, results.c.probability, results.c.threshold, results.c.fallback,
+    results.c.status, results.c.error, results.c.inference_ms, results.c.total_ms, results.c.created_at,
+)
+# Outer join: a request row is shown even if (through some manual edit) its result row is missing.
+_TRACES = requests.outerjoin(results, results.c.request_id == requests.c.request_id)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _as_trace(row: RowMapping) -> dict[str, Any]:
+    return {
+        "request_id": row["request_id"],
+        "endpoint": row["endpoint"],
+        "received_at": _iso(row["received_at"]),
+        "created_at": _iso(row["created_at"]),
+        "requested_model": row["requested_model"],
+        "employee_id": row["employee_id"],
+        "batch_index": row["batch_index"],
+        "inputs": row["inputs"],
+        "outputs": {
+            "prediction": row["prediction"],
+            "probability": row["probability"],
+            "threshold": row["threshold"],
+            "fallback": row["fallback"],
+        },
+        "model": row["model_name"],
+        "model_version": row["model_version"],
+        "model_sha256": row["model_sha256"],
+        "service_version": row["service_version"],
+        "timings": {"inference_ms": row["inference_ms"], "total_ms": row["total_ms"]},
+        "status": row["status"],
+        "error": row["error"],
+    }
+
+
+def get_trace(engine: Engine, request_id: str) -> dict[str, Any] | None:
+    """The stored trace of one request (None when the request id is unknown)."""
+    query = sa.select(*_TRACE_COLUMNS).select_from(_TRACES).where(requests.c.request_id == request_id)
+    with engine.connect() as connection:
+        row = connection.execute(query).mappings().first()
+    return _as_trace(row) if row is not None else None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A naive bound is read as UTC, the zone every trace timestamp is stored in.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def list_traces(engine: Engine, employee_id: int | None = None, start: datetime | None = None,
+                end: datetime | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+    """One page of traces, oldest first: ``{"items": [...], "total": n, "limit": ..., "offset": ...}``.
+
+    Filters: ``employee_id`` (the tag or stored id a request named),
+    ``start`` (inclusive) and ``end`` (exclusive) on ``received_at``; naive
+    datetimes are taken as UTC. ``total`` counts every matching trace, not
+    just the page. Raises ValueError for a limit outside 1..MAX_PAGE_SIZE, a
+    negative offset, or an end before start.
+    """
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must be 0 or more, not {offset}")
+    start, end = _aware(start), _aware(end)
+    if start is not None and end is not None and end < start:
+        raise ValueError(f"the period ends ({end.isoformat()}) before it starts ({start.isoformat()})")
+    conditions = []
+    if employee_id is not None:
+        conditions.append(requests.c.employee_id == employee_id)
+    if start is not None:
+        conditions.append(requests.c.received_at >= start)
+    if end is not None:
+        conditions.append(requests.c.received_at < end)
+    page = (sa.select(*_TRACE_COLUMNS).select_from(_TRACES).where(*conditions)
+            .order_by(requests.c.received_at, requests.c.id).limit(limit).offset(offset))
+    count = sa.select(sa.func.count()).select_from(requests).where(*conditions)
+    with engine.connect() as connection:
+        total = connection.execute(count).scalar_one()
+        items = [_as_trace(row) for row in connection.execute(page).mappings()]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

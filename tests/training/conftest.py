@@ -1,0 +1,31 @@
+"""Fixtures of the training tests: synthetic extracts, and one real training run shared by the session."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from threadpoolctl import threadpool_limits
+
+from tests.training.synthetic_extracts import synthetic_extract_frames, write_extracts
+from training.train import TrainingResult, train_all
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_threaded() -> Iterator[None]:
+    """Fit models on one thread, as training does: faster on these small sets, same results."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+@pytest.fixture
+def synthetic_extracts(tmp_path: Path) -> Path:
+    """A folder holding three well-formed extracts of 12 synthetic employees."""
+    return write_extracts(tmp_path / "extracts", synthetic_extract_frames())
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, extracts_dir: Path) -> tuple[Path, list[TrainingResult]]:
+    """All four models trained once on the real extracts into a fresh models folder (first run: promotes)."""
+    out = tmp_path_factory.mktemp("models")
+    return out, train_all(extracts_dir, out, log=lambda _: None)

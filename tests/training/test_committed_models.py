@@ -1,0 +1,93 @@
+"""The artifacts committed in ``models/``: complete, consistent with their cards, loadable by the service alone."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import pytest
+
+from attrition.card import ModelCard
+from attrition.extracts import load_employees
+from attrition.schema import FEATURE_NAMES, feature_schema
+from attrition.synthetic import EXAMPLE_EMPLOYEE
+from registry.aliases import CHAMPION, read_aliases
+from tests.conftest import PROJECT_ROOT
+from training.evaluate import QUALITY_BAR, meets_quality_bar
+from training.pipelines import BASELINE, MODEL_NAMES
+from training.train import ARTIFACT, CARD, data_fingerprint
+
+MODELS_DIR = PROJECT_ROOT / "models"
+VERSION_FOLDERS = sorted(p.parent for p in MODELS_DIR.glob(f"*/v*/{CARD}"))
+MAX_ARTIFACT_BYTES = 5 * 1024 * 1024
+
+
+def _card(folder: Path) -> ModelCard:
+    return ModelCard.model_validate_json((folder / CARD).read_text(encoding="utf-8"))
+
+
+def test_every_model_has_a_committed_v1() -> None:
+    assert {(p.parent.name, p.name) for p in VERSION_FOLDERS} >= {(name, "v1") for name in MODEL_NAMES}
+
+
+@pytest.mark.parametrize("folder", VERSION_FOLDERS, ids=lambda p: f"{p.parent.name}:{p.name}")
+def test_a_committed_card_validates_and_matches_its_artifact(folder: Path) -> None:
+    card = _card(folder)
+    assert (card.name, card.version) == (folder.parent.name, folder.name)
+    artifact = folder / ARTIFACT
+    assert artifact.stat().st_size < MAX_ARTIFACT_BYTES
+    assert card.artifact_sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest()
+    assert card.features == feature_schema()
+    assert tuple(card.reference_distributions) == FEATURE_NAMES
+    model = joblib.load(artifact)
+    example = pd.DataFrame([card.self_check.employee], columns=list(FEATURE_NAMES))
+    assert model.predict_proba(example)[0, 1] == pytest.approx(card.self_check.probability, abs=1e-9)
+
+
+def test_the_champion_is_a_committed_model_meeting_the_quality_bar() -> None:
+    tag = read_aliases(MODELS_DIR)[CHAMPION]
+    name, _, version = tag.partition(":")
+    card = _card(MODELS_DIR / name / version)
+    assert name != BASELINE
+    assert meets_quality_bar(card.metrics), (card.metrics["cv"]["roc_auc_mean"], QUALITY_BAR)
+
+
+def test_committed_artifacts_load_and_predict_without_any_project_module(tmp_path: Path) -> None:
+    # The service loads artifacts with scikit-learn alone: block this project's packages and try.
+    script = """
+import importlib.abc, json, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"training", "attrition", "registry", "persistence", "settings", "service"}:
+            raise ImportError("blocked " + name)
+sys.meta_path.insert(0, Blocked())
+import joblib, pandas as pd
+for folder in sys.argv[1:]:
+    card = json.load(open(folder + "/card.json", encoding="utf-8"))
+    model = joblib.load(folder + "/model.joblib")
+    frame = pd.DataFrame([card["self_check"]["employee"]], columns=[f["name"] for f in card["features"]])
+    assert abs(model.predict_proba(frame)[0, 1] - card["self_check"]["probability"]) < 1e-9, folder
+print("ok", len(sys.argv) - 1)
+"""
+    completed = subprocess.run([sys.executable, "-c", script, *map(str, VERSION_FOLDERS)], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"ok {len(VERSION_FOLDERS)}"
+
+
+def test_models_hold_no_data_file_and_only_the_synthetic_self_check_employee() -> None:
+    allowed = {ARTIFACT, CARD, "aliases.json"}
+    assert sorted(str(p.relative_to(MODELS_DIR)) for p in MODELS_DIR.rglob("*")
+                  if p.is_file() and p.name not in allowed) == []
+    for folder in VERSION_FOLDERS:
+        assert _card(folder).self_check.employee == EXAMPLE_EMPLOYEE
+
+
+@pytest.mark.extracts
+def test_committed_models_were_trained_on_the_current_extracts(extracts_dir: Path) -> None:
+    fingerprint = data_fingerprint(load_employees(extracts_dir))
+    for name in MODEL_NAMES:
+        assert _card(MODELS_DIR / name / "v1").data_fingerprint == fingerprint, name
