@@ -29,7 +29,7 @@ from persistence import dataset, queries
 from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.traces import Trace
-from persistence.writer import TraceWriter
+from persistence.writer import TraceWriteError, TraceWriter
 from registry.catalogue import ModelCatalogue, ModelEntry, UnknownModel
 from registry.runner import RunnerPool
 from registry.serving import DefaultModelUnavailable, Served, serve_rows
@@ -162,10 +162,16 @@ class AttritionService:
             answer["requested_model"] = model
         if self.writer is not None:
             total_ms = (time.perf_counter() - started) * 1000
-            await self.writer.record([
-                _trace(endpoint, received_at, model, employee_id, index if endpoint == "predict_batch" else None,
-                       row, answer, served, total_ms)
-                for index, (row, answer) in enumerate(zip(rows, answers))])
+            try:
+                await self.writer.record([
+                    _trace(endpoint, received_at, model, employee_id, index if endpoint == "predict_batch" else None,
+                           row, answer, served, total_ms)
+                    for index, (row, answer) in enumerate(zip(rows, answers))])
+            except TraceWriteError as exc:
+                # No trace, no answer: the durability rule outranks availability.
+                logger.error("Trace write failed: %s", exc)
+                return error_response(500, "the prediction could not be traced; it was not answered",
+                                      [{"field": "trace", "message": "trace storage failed"}])
         return answers
 
     # ---- read endpoints (GET, FastAPI) -------------------------------------------------------
@@ -219,8 +225,11 @@ class AttritionService:
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict:
         """Traces ordered by reception time, paginated."""
-        return queries.list_traces(self.engine, employee_id=employee_id, start=start, end=end,
-                                   limit=limit, offset=offset)
+        try:
+            return queries.list_traces(self.engine, employee_id=employee_id, start=start, end=end,
+                                       limit=limit, offset=offset)
+        except ValueError as exc:
+            return error_response(400, f"invalid request: {exc}", [{"field": "from", "message": str(exc)}])
 
 
 AttritionService.add_asgi_middleware(GatewayMiddleware, api_keys=settings.api_key_set)

@@ -36,6 +36,18 @@ def _lock_for(path: Path, timeout: float) -> FileLock:
     return FileLock(f"{path}.lock", timeout=timeout, thread_local=False, fallback_to_soft=False)
 
 
+def _delete_locked(path: Path) -> None:
+    """Delete a journal file, then its lock file, while the caller still holds that lock.
+
+    In this order, a lock file never disappears while its journal exists, so
+    two processes can never both believe they own a journal; whoever locks a
+    stale lock name afterwards finds no journal behind it.
+    """
+    path.unlink(missing_ok=True)
+    Path(f"{path}.lock").unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
 def _fsync_directory(directory: Path) -> None:
     # A new or removed file is durable only once its directory entry is.
     fd = os.open(directory, os.O_RDONLY)
@@ -142,8 +154,7 @@ class TraceJournal:
                 raise ValueError(f"{path} is still being appended to: rotate first")
             lock = self._locks.pop(path)
             metrics.JOURNAL_BACKLOG.dec(self._rows.pop(path))
-        path.unlink(missing_ok=True)
-        _fsync_directory(self.directory)
+        _delete_locked(path)
         lock.release()
 
     @contextmanager
@@ -168,8 +179,10 @@ class TraceJournal:
                 except Timeout:
                     continue  # its owner is alive and will replay it
                 held.append(lock)
-                if path.exists():  # another replayer may have finished it between glob and lock
+                if path.exists():
                     yield path
+                else:  # another replayer finished it between glob and lock: clear the lock file we made
+                    _delete_locked(path)
 
         try:
             yield orphans()
@@ -179,8 +192,7 @@ class TraceJournal:
 
     def drop_orphan(self, path: Path) -> None:
         """Delete a dead process's journal once its traces are in the database (lock held by claim_orphans)."""
-        path.unlink(missing_ok=True)
-        _fsync_directory(self.directory)
+        _delete_locked(path)
 
     def quarantine(self, source: Path, traces: Sequence[Trace]) -> Path:
         """Set aside traces the database refuses (not a connectivity failure), so a replay can move on.

@@ -239,7 +239,10 @@ class TraceWriter:
                 return ["committed"] * len(calls)
         try:
             self.journal.append(traces)
-        except OSError as exc:
+        except Exception as exc:
+            if len(calls) > 1 and not isinstance(exc, OSError):
+                # A trace that cannot be serialised (say, a numpy value in its inputs) fails its own call only.
+                return [self._write([call])[0] for call in calls]
             metrics.WRITE_FAILURES.labels("journal").inc()
             log.error("trace database unreachable and journal not writable: %s", exc)
             return [TraceWriteError(f"trace database unreachable and journal not writable: {exc}")] * len(calls)

@@ -16,7 +16,7 @@ from persistence.journal import read_journal
 from persistence.schema import prediction_requests, prediction_results
 from persistence.store import make_trace_store
 from persistence.traces import Trace
-from persistence.writer import TraceWriter
+from persistence.writer import TraceWriteError, TraceWriter
 from tests.persistence.factories import make_trace, make_traces, unreachable_postgres_url
 from tests.persistence.expectations import assert_stored_exactly, sample, stored_rows
 
@@ -83,13 +83,13 @@ def test_journaled_traces_reach_the_database_exactly_once(migrated_url: str, mig
     shutil.copy(journal, tmp_path / "copy.jsonl")
 
     assert asyncio.run(replay_into(migrated_url, journal_dir)) == 19
-    assert journal_files(journal_dir) == []
+    assert list(journal_dir.iterdir()) == []  # journal and lock file gone
     assert_stored_exactly(migrated_engine, [already, *traces[1:]])
 
     # The same journal replayed again (a replayer died between commit and delete): nothing doubles.
     shutil.copy(tmp_path / "copy.jsonl", journal)
     assert asyncio.run(replay_into(migrated_url, journal_dir)) == 0
-    assert journal_files(journal_dir) == []
+    assert list(journal_dir.iterdir()) == []
     assert_stored_exactly(migrated_engine, [already, *traces[1:]])
 
 
@@ -114,7 +114,7 @@ def test_journal_of_a_dead_process_is_replayed_and_deleted(migrated_url: str, mi
             await writer.stop()
 
     assert asyncio.run(scenario()) == 12
-    assert not orphan.exists()
+    assert list(journal_dir.iterdir()) == []
     assert_stored_exactly(migrated_engine, traces)
 
 
@@ -186,3 +186,23 @@ def test_locked_sqlite_database_journals_then_replays_own_journal(
         assert len(stored_rows(engine, prediction_results)) == len(stored_rows(engine, prediction_requests)) == 13
     finally:
         engine.dispose()
+
+
+def test_a_trace_that_cannot_be_journaled_fails_only_its_own_call(journal_dir: Path) -> None:
+    good = make_traces(4)
+    unserialisable = make_trace(50, inputs={"age": {35}})  # a set: no JSON form
+
+    async def scenario():
+        writer = TraceWriter(unreachable_postgres_url(), journal_dir=journal_dir)
+        await writer.start()
+        try:
+            return await asyncio.gather(writer.record([unserialisable]), *(writer.record([t]) for t in good),
+                                        return_exceptions=True)
+        finally:
+            await writer.stop()
+
+    outcomes = asyncio.run(scenario())
+    assert isinstance(outcomes[0], TraceWriteError)
+    assert outcomes[1:] == ["journaled"] * 4
+    assert sorted(t.request_id for path in journal_files(journal_dir) for t in read_journal(path)) == sorted(
+        t.request_id for t in good)
