@@ -151,10 +151,13 @@ class AttritionService:
         except DefaultModelUnavailable as exc:
             # Nothing could answer: the failure itself is part of the audit trail.
             if self.writer is not None:
-                await self.writer.record([
-                    _failed_trace(endpoint, received_at, model, employee_id, index, row, self.catalogue.default,
-                                  str(exc), started)
-                    for index, row in enumerate(rows)])
+                try:
+                    await self.writer.record([
+                        _failed_trace(endpoint, received_at, model, employee_id, index, row, self.catalogue.default,
+                                      str(exc), started)
+                        for index, row in enumerate(rows)])
+                except TraceWriteError:
+                    logger.exception("Trace write failed")
             return error_response(503, str(exc), [{"field": "model", "message": "default model invalid"}])
         answers = served.answers()
         for answer in answers:

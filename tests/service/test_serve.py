@@ -272,6 +272,8 @@ def test_predict_by_stored_employee_id_and_read_the_history(served, client):
     assert later["items"] == []
     assert client.get("/predictions", params={"employee_id": 902}).json()["items"][0]["request_id"] \
         == tagged["request_id"]
+    backwards = client.get("/predictions", params={"from": "2030-01-02T00:00:00Z", "to": "2030-01-01T00:00:00Z"})
+    assert backwards.status_code == 400 and "error" in backwards.json()
     bad = client.get("/predictions", params={"employee_id": "abc"})
     assert bad.status_code == 400 and bad.json()["detail"][0]["field"] == "employee_id"
 
