@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -213,6 +214,60 @@ class RssSampler:
         self.peak = max(self.peak, tree_rss(self.pid))
 
 
+class CpuAccount:
+    """CPU used by other processes than the benchmark's (server tree, wrk, PostgreSQL, this process) meanwhile.
+
+    Other work on the machine (someone's tests, a build) takes cores from the
+    system under test; the share it took is reported next to each measured run.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.others_percent: float | None = None
+
+    def _ours(self) -> float:
+        total = 0.0
+        try:
+            root = psutil.Process(self.server_pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            processes = []
+        processes += [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once waited for
+        return total + own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def __enter__(self) -> "CpuAccount":
+        self._started = time.perf_counter()
+        self._busy_start, self._ours_start = self._busy(), self._ours()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        elapsed = time.perf_counter() - self._started
+        others = (self._busy() - self._busy_start) - (self._ours() - self._ours_start)
+        self.others_percent = max(0.0, 100.0 * others / (elapsed * (os.cpu_count() or 1))) if elapsed > 0 else None
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 15.0) -> float:
+    """Wait (``limit_s`` at most) until the machine's CPU use drops under ``threshold`` %; return the last reading."""
+    deadline = time.monotonic() + limit_s
+    busy = psutil.cpu_percent(interval=1.0)
+    while busy >= threshold and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=1.0)
+    return busy
+
+
 @dataclass
 class Server:
     """A system under test running in its own process group."""
@@ -380,6 +435,7 @@ class Options:
     keep_db: bool = False
     workdir: Path | None = None
     profile_dir: Path | None = None
+    wait_quiet_s: float = 60.0
 
 
 @dataclass
@@ -394,6 +450,7 @@ class SystemResult:
     ready_s: float | None = None
     rss_bytes: int | None = None
     background_cpu: float | None = None
+    others_cpu: float | None = None
     error: str | None = None
 
     @property
@@ -506,7 +563,7 @@ class Bench:
         port = free_port()
         command, env = self._command(server_name, port)
         # CPU used by others while nothing of the benchmark runs: other load makes the numbers noisy.
-        background = psutil.cpu_percent(interval=1.0)
+        background = wait_for_quiet(self.options.wait_quiet_s)
         print(f"-- {server_name}: starting {' '.join(command[2:5])} on port {port} "
               f"(background CPU {background:.0f}%)", flush=True)
         with running(server_name, command, env, self.workdir / f"{server_name}.log") as server:
@@ -536,14 +593,16 @@ class Bench:
             checkpoint(self.engine)
             profiler = self._start_profiler(system, server)
             try:
-                load = drive(self.wrk, url, bodies, options.duration_s, options.drain_s, options.connections,
-                             options.threads, self.workdir / f"{system}-wrk.txt")
+                with CpuAccount(server.process.pid) as cpu:
+                    load = drive(self.wrk, url, bodies, options.duration_s, options.drain_s, options.connections,
+                                 options.threads, self.workdir / f"{system}-wrk.txt")
             finally:
                 self._stop_profiler(profiler)
             after = count_rows(self.engine, table) if table else 0
         result.load = load
         result.traces = after - before if table else None
         result.rss_bytes = rss.peak
+        result.others_cpu = cpu.others_percent
         if server.process.poll() is not None:
             result.error = f"server exited with {server.process.returncode}:\n{server.log_tail()}"
         print(f"   {system}: {load.requests_per_s:,.0f} req/s, {load.rows_per_s:,.0f} rows/s, "
@@ -637,14 +696,14 @@ def checks(report: Report) -> list[Check]:
 def table(report: Report) -> str:
     """The results as one fixed-width table, in the order of the issue."""
     header = ("system", "conns", "req/s", "rows/s", "p50 ms", "p95 ms", "p99 ms", "non-2xx", "sock err",
-              "2xx rows", "traces", "ready s", "RSS MiB")
+              "2xx rows", "traces", "ready s", "RSS MiB", "others CPU")
     rows: list[tuple[str, ...]] = []
     for system in SYSTEMS:
         r = report.results.get(system)
         if r is None:
             continue
         if r.load is None:
-            rows.append((r.label, str(r.connections), "failed", *[""] * 10))
+            rows.append((r.label, str(r.connections), "failed", *[""] * 11))
             continue
         load = r.load
         rows.append((
@@ -653,7 +712,8 @@ def table(report: Report) -> str:
             f"{load.non_2xx}" + (f" {load.non_2xx_statuses}" if load.non_2xx_statuses else ""),
             str(load.socket_errors), f"{load.ok_rows:,}", "-" if r.traces is None else f"{r.traces:,}",
             "-" if r.ready_s is None else f"{r.ready_s:.2f}",
-            "-" if not r.rss_bytes else f"{r.rss_bytes / MIB:,.0f}"))
+            "-" if not r.rss_bytes else f"{r.rss_bytes / MIB:,.0f}",
+            "-" if r.others_cpu is None else f"{r.others_cpu:.0f}%"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
 
     def fmt(cells: Sequence[str]) -> str:
@@ -671,10 +731,10 @@ def render(report: Report) -> str:
         parts.append(f"first request to a model not loaded yet ({first['model']}): {first['seconds'] * 1000:.0f} ms, "
                      f"status {first['status']}, served by {first['served_by']}, fallback {first['fallback']}")
     errors = [f"{r.system}: {r.error.splitlines()[0]}" for r in report.results.values() if r.error]
-    busy = {r.system: r.background_cpu for r in report.results.values() if (r.background_cpu or 0) > BUSY_CPU}
+    busy = {r.system: round(r.others_cpu) for r in report.results.values() if (r.others_cpu or 0) > BUSY_CPU}
     if busy:
-        parts.append(f"NOTE: other processes were using CPU before these systems started (% of all cores): {busy}; "
-                     "their numbers are noisy")
+        parts.append(f"NOTE: other processes took CPU during these runs (% of all cores): {busy}; "
+                     "their numbers are noisy (see 'others CPU')")
     parts.extend(f"ERROR {e}" for e in errors)
     unanswered = {r.system: r.load.unanswered for r in report.results.values() if r.load and r.load.unanswered}
     if unanswered:
@@ -724,6 +784,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record py-spy profiles of the server processes during measured runs (skews results)")
+    parser.add_argument("--wait-quiet", type=float, metavar="SECONDS",
+                        help="before each server, wait up to this long for the machine's CPU to go quiet "
+                             "(default 60; --quick: 0)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
@@ -744,7 +807,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         connections=args.connections if args.connections is not None else (16 if quick else 64),
         threads=args.threads, batch_rows=args.batch_rows, bodies=400 if quick else 2000, systems=systems,
         models_dir=args.models_dir.resolve(), admin_url=args.postgres, env=env, keep_db=args.keep_db,
-        workdir=args.workdir, profile_dir=args.profile)
+        workdir=args.workdir, profile_dir=args.profile,
+        wait_quiet_s=args.wait_quiet if args.wait_quiet is not None else (0.0 if quick else 60.0))
     return options, args
 
 
