@@ -1,9 +1,10 @@
 """py-spy profiles of a server's processes during a measured run (``benchmarks.run --profile DIR``).
 
-py-spy (``pip install py-spy``) samples each Python process of the server's
-tree without stopping it (``--nonblocking``) and writes collapsed stacks; a
-summary lists where the CPU time goes: the functions on CPU (self) and the
-frames that contain the most samples (inclusive), across the workers.
+py-spy (``pip install py-spy``) samples, 100 times a second, the thread that
+holds the GIL in each Python process of the server's tree (``--gil``: Python
+CPU time, not threads waiting on I/O) and writes collapsed stacks; a summary
+lists where that time goes: the functions on CPU (self) and the frames that
+contain the most samples (inclusive), across the workers.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def start_recording(root_pid: int, folder: Path, system: str, seconds: float) ->
             continue
         output = folder / f"{system}-{process.pid}.txt"
         command = [py_spy, "record", "--pid", str(process.pid), "--duration", str(max(1, int(seconds))),
-                   "--rate", "100", "--nonblocking", "--format", "raw", "--output", str(output)]
+                   "--rate", "100", "--gil", "--format", "raw", "--output", str(output)]
         recording.processes.append((process.pid, output, subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
     return recording

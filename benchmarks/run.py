@@ -215,48 +215,75 @@ class RssSampler:
 
 
 class CpuAccount:
-    """CPU used by other processes than the benchmark's (server tree, wrk, PostgreSQL, this process) meanwhile.
+    """Where the machine's CPU went during a measured run: the server tree, PostgreSQL, the client, others.
 
-    Other work on the machine (someone's tests, a build) takes cores from the
-    system under test; the share it took is reported next to each measured run.
+    Shares are percentages of all cores. "others" is what processes outside the
+    benchmark took (someone's tests, a build): it makes the run's numbers noisy.
+    PostgreSQL counts every backend, including those serving other clients.
     """
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
-        self.others_percent: float | None = None
+        self.shares: dict[str, float] = {}
 
-    def _ours(self) -> float:
-        total = 0.0
+    def _server(self) -> float:
         try:
             root = psutil.Process(self.server_pid)
-            processes = [root, *root.children(recursive=True)]
+            return _cpu_seconds([root, *root.children(recursive=True)])
         except psutil.NoSuchProcess:
-            processes = []
-        processes += [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
-        for process in processes:
-            try:
-                times = process.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
+            return 0.0
+
+    @staticmethod
+    def _postgres() -> float:
+        return _cpu_seconds([p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")])
+
+    @staticmethod
+    def _client() -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once waited for
-        return total + own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
     @staticmethod
     def _busy() -> float:
         times = psutil.cpu_times()
         return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
+    def _snapshot(self) -> dict[str, float]:
+        return {"server": self._server(), "postgres": self._postgres(), "client": self._client(),
+                "busy": self._busy()}
+
     def __enter__(self) -> "CpuAccount":
         self._started = time.perf_counter()
-        self._busy_start, self._ours_start = self._busy(), self._ours()
+        self._start = self._snapshot()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         elapsed = time.perf_counter() - self._started
-        others = (self._busy() - self._busy_start) - (self._ours() - self._ours_start)
-        self.others_percent = max(0.0, 100.0 * others / (elapsed * (os.cpu_count() or 1))) if elapsed > 0 else None
+        end = self._snapshot()
+        delta = {k: end[k] - self._start[k] for k in end}
+        capacity = elapsed * (os.cpu_count() or 1)
+        if capacity <= 0:
+            return
+        self.shares = {k: round(100.0 * delta[k] / capacity, 1) for k in ("server", "postgres", "client")}
+        others = delta["busy"] - delta["server"] - delta["postgres"] - delta["client"]
+        self.shares["others"] = round(max(0.0, 100.0 * others / capacity), 1)
+        self.shares["idle"] = round(max(0.0, 100.0 - 100.0 * delta["busy"] / capacity), 1)
+
+    @property
+    def others_percent(self) -> float | None:
+        """CPU taken by processes outside the benchmark, in % of all cores."""
+        return self.shares.get("others")
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def wait_for_quiet(limit_s: float, threshold: float = 15.0) -> float:
@@ -451,6 +478,7 @@ class SystemResult:
     rss_bytes: int | None = None
     background_cpu: float | None = None
     others_cpu: float | None = None
+    cpu_shares: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
     @property
@@ -603,11 +631,12 @@ class Bench:
         result.traces = after - before if table else None
         result.rss_bytes = rss.peak
         result.others_cpu = cpu.others_percent
+        result.cpu_shares = cpu.shares
         if server.process.poll() is not None:
             result.error = f"server exited with {server.process.returncode}:\n{server.log_tail()}"
         print(f"   {system}: {load.requests_per_s:,.0f} req/s, {load.rows_per_s:,.0f} rows/s, "
               f"p99 {load.latency_ms['p99']:.1f} ms, non-2xx {load.non_2xx}, traces {result.traces} "
-              f"for {load.ok_rows} rows answered", flush=True)
+              f"for {load.ok_rows} rows answered; CPU % of all cores {cpu.shares}", flush=True)
         return result
 
     def _start_profiler(self, system: str, server: Server) -> Any:
@@ -726,6 +755,14 @@ def table(report: Report) -> str:
 def render(report: Report) -> str:
     """The whole printed report: the table, the first-request line, the checks."""
     parts = [table(report), ""]
+    shares = [(r.label, r.cpu_shares) for s in SYSTEMS if (r := report.results.get(s)) and r.cpu_shares]
+    if shares:
+        parts.append("CPU during each measured run, % of all cores (server tree / PostgreSQL / wrk+harness / "
+                     "others / idle):")
+        width = max(len(label) for label, _ in shares)
+        parts.extend(f"  {label:<{width}}  {c['server']:5.1f} / {c['postgres']:5.1f} / {c['client']:5.1f} / "
+                     f"{c['others']:5.1f} / {c['idle']:5.1f}" for label, c in shares)
+        parts.append("")
     first = report.first_request
     if first:
         parts.append(f"first request to a model not loaded yet ({first['model']}): {first['seconds'] * 1000:.0f} ms, "
