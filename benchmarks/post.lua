@@ -1,6 +1,11 @@
 -- wrk script of the benchmark: POSTs JSON bodies read from a file, one body a line, cycling through them.
 --
--- Usage: wrk -t T -c C -d MEASURE+MAX_DRAIN -s post.lua URL -- BODIES_FILE MEASURE_SECONDS
+-- Usage: wrk -t T -c C -d MEASURE+MAX_DRAIN -s post.lua URL -- BODIES_FILE MEASURE_SECONDS [RECYCLE]
+--
+-- One request in RECYCLE (default 0: never) asks the server to close its connection after
+-- answering ("Connection: close"); wrk then reconnects. Clients come and go in real traffic: a
+-- server with several worker processes sharing one socket gives a burst of new connections to
+-- whichever worker accepts first, and keep-alive would keep them there for the whole run.
 --
 -- Each thread sends requests for MEASURE_SECONDS, then stops sending: delay() parks every
 -- connection once its in-flight answer is back. When a thread has no request in flight it
@@ -35,13 +40,16 @@ end
 
 function init(args)
   local path, measure = args[1], tonumber(args[2])
+  recycle = tonumber(args[3] or "0")
   if path == nil or measure == nil then
-    error("post.lua needs: -- BODIES_FILE MEASURE_SECONDS")
+    error("post.lua needs: -- BODIES_FILE MEASURE_SECONDS [RECYCLE]")
   end
-  requests = {}
+  requests, closing_requests = {}, {}
+  local closing_headers = {["Content-Type"] = "application/json", ["Connection"] = "close"}
   for line in io.lines(path) do
     if #line > 0 then
       table.insert(requests, wrk.format(nil, nil, nil, line))
+      table.insert(closing_requests, wrk.format(nil, nil, closing_headers, line))
     end
   end
   if #requests == 0 then
@@ -64,6 +72,9 @@ end
 function request()
   sent = sent + 1
   cursor = cursor % #requests + 1
+  if recycle > 0 and sent % recycle == 0 then
+    return closing_requests[cursor]
+  end
   return requests[cursor]
 end
 

@@ -16,11 +16,15 @@ employees, cycled):
 - ``batch``: ``/predict_batch`` of the traced service, ``--batch-rows`` rows a
   call, in rows per second.
 
-Each measured run follows a warm-up and ends with a drain (no request in
-flight when wrk stops), so the traces counted in the database can be compared
-exactly with the rows of the 2xx answers. It also measures the traced
-service's time to ready, its first request to a model not loaded yet and the
-RSS of its process tree. Prints one table and the ratios to the targets.
+Each system is warmed up, then measured ``--repeat`` times (3; the median run
+is shown): wrk's keep-alive connections stay with the worker process that
+accepted them, and how a burst of them splits between the two workers changes
+from run to run (the table shows the split). Each run ends with a drain (no
+request in flight when wrk stops), so the traces counted in the database can
+be compared exactly with the rows of the 2xx answers. It also measures the
+traced service's time to ready, its first request to a model not loaded yet,
+the memory of its process tree, and where the CPU went (server, PostgreSQL,
+client, other processes). Prints one table and the ratios to the targets.
 """
 from __future__ import annotations
 
@@ -173,35 +177,81 @@ def write_bodies(folder: Path, count: int, batch_rows: int, seed: int = 2024) ->
 # ---- servers -------------------------------------------------------------------------------------
 
 
-def tree_rss(pid: int) -> int:
-    """Total resident memory of a process and all its descendants, in bytes."""
+def tree_memory(pid: int) -> tuple[int, int]:
+    """Resident memory of a process and all its descendants, in bytes: (sum of RSS, sum of PSS).
+
+    RSS counts the pages that processes share (the interpreter, libraries) once
+    per process; PSS splits them among the processes that map them, so its sum
+    is the tree's real footprint.
+    """
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for process in processes:
         try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+            info = process.memory_full_info()
+        except psutil.AccessDenied:
+            try:
+                info = process.memory_info()
+            except psutil.Error:
+                continue
+        except psutil.Error:
+            continue
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)
+    return rss, pss
+
+
+def connections_per_process(pid: int, port: int) -> list[int]:
+    """Established client connections on ``port`` held by each process under ``pid``, most first."""
+    counts = []
+    try:
+        processes = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    for process in processes:
+        try:
+            held = sum(1 for c in process.net_connections(kind="tcp")
+                       if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port)
+        except psutil.Error:
+            continue
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
 
 
 class RssSampler:
-    """Samples the RSS of a process tree in a background thread; keeps the maximum."""
+    """Samples the memory of a process tree in a background thread; keeps the peaks of RSS and PSS.
 
-    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+    With ``port``, it also records how the client connections are split among the
+    worker processes (keep-alive connections stay with the worker that accepted them).
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.5, port: int | None = None) -> None:
         self.pid = pid
         self.interval_s = interval_s
+        self.port = port
         self.peak = 0
+        self.peak_pss = 0
+        self.split: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    def _record(self) -> None:
+        rss, pss = tree_memory(self.pid)
+        self.peak = max(self.peak, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+        if self.port is not None:
+            split = connections_per_process(self.pid, self.port)
+            if sum(split) >= sum(self.split):
+                self.split = split
+
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            self._record()
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> "RssSampler":
@@ -211,7 +261,7 @@ class RssSampler:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, tree_rss(self.pid))
+        self._record()
 
 
 class CpuAccount:
@@ -264,7 +314,8 @@ class CpuAccount:
         capacity = elapsed * (os.cpu_count() or 1)
         if capacity <= 0:
             return
-        self.shares = {k: round(100.0 * delta[k] / capacity, 1) for k in ("server", "postgres", "client")}
+        # A process that ended between the snapshots takes its CPU time away: clamp at zero.
+        self.shares = {k: round(max(0.0, 100.0 * delta[k] / capacity), 1) for k in ("server", "postgres", "client")}
         others = delta["busy"] - delta["server"] - delta["postgres"] - delta["client"]
         self.shares["others"] = round(max(0.0, 100.0 * others / capacity), 1)
         self.shares["idle"] = round(max(0.0, 100.0 - 100.0 * delta["busy"] / capacity), 1)
@@ -393,17 +444,18 @@ class Load:
 
 
 def drive(wrk: str, url: str, bodies: Path, seconds: float, max_drain_s: float, connections: int, threads: int,
-          output: Path) -> Load:
+          output: Path, recycle: int = 0) -> Load:
     """Run wrk against ``url`` for ``seconds``, wait for the answers in flight (``max_drain_s`` at most), read it.
 
     post.lua stops sending at the end of ``seconds`` and prints ``BENCH_DRAINED`` per
     thread once that thread has nothing in flight; wrk is then interrupted (SIGINT), so
-    it stops with every answer the server sent counted.
+    it stops with every answer the server sent counted. One request in ``recycle``
+    (0: none) asks the server to close the connection after its answer.
     """
     threads = max(1, min(threads, connections))
     length = max(1, math.ceil(seconds + max_drain_s))
     command = [wrk, "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{length}s",
-               "--timeout", "30s", "-s", str(LUA_SCRIPT), url, "--", str(bodies), str(seconds)]
+               "--timeout", "30s", "-s", str(LUA_SCRIPT), url, "--", str(bodies), str(seconds), str(recycle)]
     lines: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         timer = threading.Timer(length + 60, process.kill)
@@ -463,6 +515,9 @@ class Options:
     workdir: Path | None = None
     profile_dir: Path | None = None
     wait_quiet_s: float = 60.0
+    quick: bool = False
+    repeat: int = 3
+    recycle: int = 0
 
 
 @dataclass
@@ -476,9 +531,13 @@ class SystemResult:
     traces: int | None = None
     ready_s: float | None = None
     rss_bytes: int | None = None
+    pss_bytes: int | None = None
     background_cpu: float | None = None
     others_cpu: float | None = None
     cpu_shares: dict[str, float] = field(default_factory=dict)
+    connection_split: list[int] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    every_run_traced: bool | None = None
     error: str | None = None
 
     @property
@@ -486,7 +545,7 @@ class SystemResult:
         """For a traced system: whether the traces committed equal the rows answered 2xx."""
         if self.system not in TRACED or self.load is None or self.traces is None:
             return None
-        return self.traces == self.load.ok_rows
+        return self.traces == self.load.ok_rows and self.every_run_traced is not False
 
 
 @dataclass
@@ -525,6 +584,16 @@ def time_first_request(url: str, model: str, employee: dict[str, Any]) -> dict[s
     served = body.get("model") if isinstance(body, dict) else None
     return {"model": model, "status": response.status_code, "served_by": served,
             "fallback": body.get("fallback") if isinstance(body, dict) else None, "seconds": elapsed}
+
+
+@dataclass
+class Run:
+    """One measured run of a system."""
+
+    load: Load
+    traces: int | None
+    cpu_shares: dict[str, float]
+    split: list[int]
 
 
 class Bench:
@@ -567,7 +636,9 @@ class Bench:
                 continue
             try:
                 self._run_server(server_name, systems)
-            except BenchmarkError as exc:
+            except Exception as exc:  # one broken system must not cost the others their rows
+                if not isinstance(exc, BenchmarkError):
+                    exc = BenchmarkError(f"{exc.__class__.__name__}: {exc}")
                 for system in systems:
                     result = self.report.results.setdefault(
                         system, SystemResult(system, LABELS[system], self.options.connections))
@@ -612,32 +683,51 @@ class Bench:
         path, bodies = ("/predict_batch", self.batch_bodies) if system == "batch" else ("/predict", self.single_bodies)
         url = server.url + path
         table = TRACE_TABLES.get(system)
-        with RssSampler(server.process.pid) as rss:
+        with RssSampler(server.process.pid) as rss:  # memory through warm-up and run
             if options.warmup_s > 0:
                 warm = drive(self.wrk, url, bodies, options.warmup_s, options.drain_s, options.connections,
-                             options.threads, self.workdir / f"{system}-warmup.txt")
+                             options.threads, self.workdir / f"{system}-warmup.txt", options.recycle)
                 print(f"   {system} warm-up: {warm.requests_per_s:,.0f} req/s, {warm.non_2xx} non-2xx", flush=True)
-            before = count_rows(self.engine, table) if table else 0
-            checkpoint(self.engine)
-            profiler = self._start_profiler(system, server)
-            try:
-                with CpuAccount(server.process.pid) as cpu:
-                    load = drive(self.wrk, url, bodies, options.duration_s, options.drain_s, options.connections,
-                                 options.threads, self.workdir / f"{system}-wrk.txt")
-            finally:
-                self._stop_profiler(profiler)
-            after = count_rows(self.engine, table) if table else 0
-        result.load = load
-        result.traces = after - before if table else None
+            runs = []
+            for attempt in range(max(1, options.repeat)):
+                runs.append(self._measured_run(system, server, url, bodies, table, attempt))
+        # Each run opens new connections, split anew among the workers: keep the median run.
+        runs.sort(key=lambda run: run.load.requests_per_s)
+        chosen = runs[len(runs) // 2]
+        result.load, result.traces = chosen.load, chosen.traces
+        result.cpu_shares, result.others_cpu = chosen.cpu_shares, chosen.cpu_shares.get("others")
+        result.connection_split = chosen.split
+        result.runs = [{"requests_per_s": round(run.load.requests_per_s, 1),
+                        "rows_per_s": round(run.load.rows_per_s, 1), "p99_ms": run.load.latency_ms["p99"],
+                        "ok_rows": run.load.ok_rows, "traces": run.traces, "connection_split": run.split}
+                       for run in runs]
+        if table and system in TRACED:
+            result.every_run_traced = all(run.traces == run.load.ok_rows for run in runs)
         result.rss_bytes = rss.peak
-        result.others_cpu = cpu.others_percent
-        result.cpu_shares = cpu.shares
+        result.pss_bytes = rss.peak_pss
         if server.process.poll() is not None:
             result.error = f"server exited with {server.process.returncode}:\n{server.log_tail()}"
-        print(f"   {system}: {load.requests_per_s:,.0f} req/s, {load.rows_per_s:,.0f} rows/s, "
-              f"p99 {load.latency_ms['p99']:.1f} ms, non-2xx {load.non_2xx}, traces {result.traces} "
-              f"for {load.ok_rows} rows answered; CPU % of all cores {cpu.shares}", flush=True)
         return result
+
+    def _measured_run(self, system: str, server: Server, url: str, bodies: Path, table: str | None,
+                      attempt: int) -> "Run":
+        options = self.options
+        before = count_rows(self.engine, table) if table else 0
+        checkpoint(self.engine)
+        profiler = self._start_profiler(system, server) if attempt == 0 else None
+        try:
+            with CpuAccount(server.process.pid) as cpu, \
+                    RssSampler(server.process.pid, 1.0, port=int(server.url.rsplit(":", 1)[1])) as split:
+                load = drive(self.wrk, url, bodies, options.duration_s, options.drain_s, options.connections,
+                             options.threads, self.workdir / f"{system}-wrk-{attempt + 1}.txt", options.recycle)
+        finally:
+            self._stop_profiler(profiler)
+        traces = count_rows(self.engine, table) - before if table else None
+        print(f"   {system}: {load.requests_per_s:,.0f} req/s, {load.rows_per_s:,.0f} rows/s, "
+              f"p99 {load.latency_ms['p99']:.1f} ms, non-2xx {load.non_2xx}, traces {traces} "
+              f"for {load.ok_rows} rows answered, connections per worker {split.split}; "
+              f"CPU % of all cores {cpu.shares}", flush=True)
+        return Run(load, traces, cpu.shares, split.split)
 
     def _start_profiler(self, system: str, server: Server) -> Any:
         if self.options.profile_dir is None:
@@ -674,7 +764,7 @@ class Check:
         """The check as one line of the report."""
         verdict = {True: "PASS", False: "MISS", None: "n/a "}[self.passed]
         shown = "n/a" if self.value is None or math.isnan(self.value) else f"{self.value:,.2f}{self.unit}"
-        return f"{verdict}  {self.name:<44} {shown:>14}   target {self.target}"
+        return f"{verdict}  {self.name:<52} {shown:>14}   target {self.target}"
 
 
 def _rate(report: Report, system: str, rows: bool = False) -> float | None:
@@ -702,6 +792,10 @@ def checks(report: Report) -> list[Check]:
     rss = max((r.rss_bytes for r in ours if r.rss_bytes), default=None)
     first = report.first_request
     first_ok = first is not None and first["status"] == 200 and first["served_by"] == first["model"]
+    first_check = check(f"first request, model not loaded ({first['model'] if first else '-'})",
+                        first["seconds"] if first else None, 1, False, " s")
+    if first is not None and not first_ok:
+        first_check.passed = False  # an error, or another model answered: not a served first request
     result = [
         check("traced / baseline traced (req/s)", _ratio(_rate(report, "traced"), _rate(report, "baseline")), 5,
               True, "x"),
@@ -710,8 +804,7 @@ def checks(report: Report) -> list[Check]:
         check("batch, traced (rows/s)", _rate(report, "batch", rows=True), 15_000, True),
         check("p99 latency, traced (ms)", p99, 300, False, " ms"),
         check("time to ready, traced (s)", traced.ready_s if traced else None, 6, False, " s"),
-        check(f"first request, model not loaded ({first['model'] if first else '-'})",
-              first["seconds"] if first_ok else None, 1, False, " s"),
+        first_check,
         check("RSS of the process tree, 2 workers (GiB)", rss / GIB if rss else None, 1, False, " GiB"),
     ]
     for system in TRACED:
@@ -719,20 +812,24 @@ def checks(report: Report) -> list[Check]:
         if row is not None and row.load is not None:
             result.append(Check(f"traces == 2xx rows ({system})", float(row.traces or 0),
                                 f"== {row.load.ok_rows:,}", row.traces_match))
+    untraced = report.results.get("untraced")
+    if untraced is not None and untraced.load is not None and untraced.traces is not None:
+        result.append(Check("no trace with tracing off (untraced)", float(untraced.traces), "== 0",
+                            untraced.traces == 0))
     return result
 
 
 def table(report: Report) -> str:
     """The results as one fixed-width table, in the order of the issue."""
     header = ("system", "conns", "req/s", "rows/s", "p50 ms", "p95 ms", "p99 ms", "non-2xx", "sock err",
-              "2xx rows", "traces", "ready s", "RSS MiB", "others CPU")
+              "2xx rows", "traces", "ready s", "RSS MiB", "PSS MiB", "conns/worker", "others CPU")
     rows: list[tuple[str, ...]] = []
     for system in SYSTEMS:
         r = report.results.get(system)
         if r is None:
             continue
         if r.load is None:
-            rows.append((r.label, str(r.connections), "failed", *[""] * 11))
+            rows.append((r.label, str(r.connections), "failed", *[""] * 13))
             continue
         load = r.load
         rows.append((
@@ -742,6 +839,8 @@ def table(report: Report) -> str:
             str(load.socket_errors), f"{load.ok_rows:,}", "-" if r.traces is None else f"{r.traces:,}",
             "-" if r.ready_s is None else f"{r.ready_s:.2f}",
             "-" if not r.rss_bytes else f"{r.rss_bytes / MIB:,.0f}",
+            "-" if not r.pss_bytes else f"{r.pss_bytes / MIB:,.0f}",
+            "/".join(map(str, r.connection_split)) or "-",
             "-" if r.others_cpu is None else f"{r.others_cpu:.0f}%"))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
 
@@ -767,6 +866,11 @@ def render(report: Report) -> str:
     if first:
         parts.append(f"first request to a model not loaded yet ({first['model']}): {first['seconds'] * 1000:.0f} ms, "
                      f"status {first['status']}, served by {first['served_by']}, fallback {first['fallback']}")
+    ours = [r for s in ("traced", "batch") if (r := report.results.get(s)) and r.rss_bytes]
+    if ours:
+        parts.append(f"memory of the traced service's tree (2 workers), peak: RSS sum "
+                     f"{max(r.rss_bytes or 0 for r in ours) / GIB:.2f} GiB, PSS sum "
+                     f"{max(r.pss_bytes or 0 for r in ours) / GIB:.2f} GiB (shared pages counted once)")
     errors = [f"{r.system}: {r.error.splitlines()[0]}" for r in report.results.values() if r.error]
     busy = {r.system: round(r.others_cpu) for r in report.results.values() if (r.others_cpu or 0) > BUSY_CPU}
     if busy:
@@ -776,6 +880,15 @@ def render(report: Report) -> str:
     unanswered = {r.system: r.load.unanswered for r in report.results.values() if r.load and r.load.unanswered}
     if unanswered:
         parts.append(f"NOTE: requests still unanswered when wrk stopped (their traces may be counted): {unanswered}")
+    repeated = [(r.label, r.runs) for s in SYSTEMS if (r := report.results.get(s)) and len(r.runs) > 1]
+    if repeated:
+        parts.append("runs of each system (the table shows the median run): req/s (rows/s for the batch), "
+                     "connections per worker:")
+        parts.extend(f"  {label}: " + ", ".join(
+            f"{run['rows_per_s'] if 'batch' in label else run['requests_per_s']:,.0f} "
+            f"({'/'.join(map(str, run['connection_split'])) or '-'})" for run in runs) for label, runs in repeated)
+    if report.options.get("quick"):
+        parts.append("NOTE: --quick is a smoke run of the harness: too short to measure anything")
     parts.append("")
     parts.extend(c.line() for c in checks(report))
     return "\n".join(parts)
@@ -824,6 +937,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     parser.add_argument("--wait-quiet", type=float, metavar="SECONDS",
                         help="before each server, wait up to this long for the machine's CPU to go quiet "
                              "(default 60; --quick: 0)")
+    parser.add_argument("--recycle", type=int, default=0, metavar="N",
+                        help="one request in N asks for 'Connection: close', so connections come and go and "
+                             "spread over the workers (default 0: keep-alive for the whole run)")
+    parser.add_argument("--repeat", type=int,
+                        help="measured runs per system, each with new connections (split anew among the workers); "
+                             "the median run is kept (default 3; --quick: 1)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
@@ -845,7 +964,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         threads=args.threads, batch_rows=args.batch_rows, bodies=400 if quick else 2000, systems=systems,
         models_dir=args.models_dir.resolve(), admin_url=args.postgres, env=env, keep_db=args.keep_db,
         workdir=args.workdir, profile_dir=args.profile,
-        wait_quiet_s=args.wait_quiet if args.wait_quiet is not None else (0.0 if quick else 60.0))
+        wait_quiet_s=args.wait_quiet if args.wait_quiet is not None else (0.0 if quick else 60.0), quick=quick,
+        repeat=args.repeat if args.repeat is not None else (1 if quick else 3), recycle=args.recycle)
     return options, args
 
 
