@@ -8,6 +8,7 @@ on the service. What each endpoint does lives in ``registry/`` and
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -31,7 +32,7 @@ from persistence.migrate import upgrade
 from persistence.traces import Trace
 from persistence.writer import TraceWriteError, TraceWriter
 from registry.catalogue import ModelCatalogue, ModelEntry, UnknownModel
-from registry.runner import RunnerPool
+from registry.runner import RunnerPool, import_model_libraries
 from registry.serving import DefaultModelUnavailable, Served, serve_rows
 from registry.store import import_models
 from settings import SERVICE_NAME, SERVICE_VERSION, settings
@@ -70,11 +71,17 @@ class AttritionService:
         self.writer: TraceWriter | None = None
 
     @bentoml.on_startup
-    async def start_trace_writer(self) -> None:
-        """Start this worker's group-commit trace writer and journal replay."""
+    async def start_worker(self) -> None:
+        """Prepare this worker: model libraries imported, trace writer and journal replay started."""
+        import_model_libraries()
         if settings.tracing:
             self.writer = TraceWriter(self.database_url)
             await self.writer.start()
+        # What exists now lives as long as the worker: keep it out of the collector's way. Full
+        # collections over these objects paused requests by 100-300 ms under load.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
@@ -114,7 +121,8 @@ class AttritionService:
             return error_response(400, "invalid request: employee: give the employee fields or an employee_id",
                                   [{"field": "employee", "message": "employee or employee_id is required"}])
         answers = await self._score([row], model, "predict", received_at, started, employee_id)
-        return answers if isinstance(answers, JSONResponse) else answers[0]
+        # A response object skips BentoML's per-answer schema generation for `dict` outputs.
+        return answers if isinstance(answers, JSONResponse) else JSONResponse(answers[0])
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(
@@ -137,7 +145,7 @@ class AttritionService:
                                   [{"field": "employees", "message": "empty batch"}])
         rows = [e.model_dump() for e in employees]
         answers = await self._score(rows, model, "predict_batch", received_at, started, None)
-        return answers if isinstance(answers, JSONResponse) else {"predictions": answers}
+        return answers if isinstance(answers, JSONResponse) else JSONResponse({"predictions": answers})
 
     async def _score(self, rows: list[dict[str, Any]], model: str | None, endpoint: str,
                      received_at: datetime, started: float,

@@ -6,10 +6,12 @@ is given and never writes them anywhere.
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from attrition.schema import FEATURE_NAMES, FEATURES, TARGET
+
+if TYPE_CHECKING:  # imported where used: the service needs this module's names, not pandas
+    import pandas as pd
 
 SIRH_FILE = "extrait_sirh.csv"
 EVAL_FILE = "extrait_eval.csv"
@@ -22,6 +24,8 @@ class ExtractError(ValueError):
 
 
 def _read(directory: Path, name: str, required: set[str]) -> pd.DataFrame:
+    import pandas as pd
+
     path = directory / name
     if not path.is_file():
         raise ExtractError(f"{path}: file not found")
@@ -36,6 +40,7 @@ def _read(directory: Path, name: str, required: set[str]) -> pd.DataFrame:
 
 
 def _employee_ids(frame: pd.DataFrame, column: str, path: Path, parse) -> pd.Series:
+
     try:
         ids = frame[column].map(parse).astype("int64")
     except (ValueError, TypeError) as exc:
@@ -71,6 +76,7 @@ def load_employees(directory: str | Path) -> pd.DataFrame:
     missing or malformed, an id is duplicated, or an id has no match in the
     other files.
     """
+
     directory = Path(directory)
     columns = set(FEATURE_NAMES) | {TARGET}
     # Each file must hold its key and the fields the schema says come from it, so a
@@ -114,5 +120,6 @@ def load_employees(directory: str | Path) -> pd.DataFrame:
 
 def features_and_target(employees: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Split joined employees into the 30 input fields and a 0/1 target (1 = left)."""
+
     target = (employees[TARGET] == "Oui").astype("int64")
     return employees.loc[:, list(FEATURE_NAMES)], target

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import bentoml
+from starlette.responses import JSONResponse
 
 from settings import settings
 
@@ -27,5 +28,5 @@ class NoopService:
 
     @bentoml.api(route="/predict")
     async def predict(self, employee: dict[str, Any] | None = None, model: str | None = None) -> dict:
-        """Do nothing with the body; answer an empty object."""
-        return {}
+        """Do nothing with the body; answer an empty object (a response object, as the service does)."""
+        return JSONResponse({})

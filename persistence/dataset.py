@@ -8,9 +8,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import pandas as pd
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +18,9 @@ from sqlalchemy.engine import Engine
 from attrition.extracts import EMPLOYEE_ID, ExtractError, load_employees
 from attrition.schema import FEATURE_NAMES, FEATURES, NEGATIVE_LABEL, POSITIVE_LABEL, TARGET, Employee
 from persistence.schema import employees, utcnow
+
+if TYPE_CHECKING:  # the service imports this module for lookups; pandas only matters to the import
+    import pandas as pd
 
 CHUNK_ROWS = 250
 _SOURCE_OF = {spec.name: spec.source for spec in FEATURES}

@@ -98,7 +98,8 @@ def list_traces(engine: Engine, employee_id: int | None = None, start: datetime 
     if end is not None:
         conditions.append(requests.c.received_at < end)
     page = (sa.select(*_TRACE_COLUMNS).select_from(_TRACES).where(*conditions)
-            .order_by(requests.c.received_at, requests.c.id).limit(limit).offset(offset))
+            .order_by(requests.c.received_at, requests.c.batch_index, requests.c.request_id)
+            .limit(limit).offset(offset))
     count = sa.select(sa.func.count()).select_from(requests).where(*conditions)
     with engine.connect() as connection:
         total = connection.execute(count).scalar_one()

@@ -16,9 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import joblib
 import numpy as np
-import pandas as pd
 from prometheus_client import Counter, Histogram
 
 from attrition.schema import FEATURE_NAMES
@@ -58,6 +56,11 @@ def load_checked(entry: ModelEntry) -> Any:
     card's synthetic reference row, and compares classes and probability with
     what training recorded.
     """
+    # joblib, pandas and scikit-learn are imported on first load, in the workers only: the
+    # `bentoml serve` supervisor imports this module too and should stay small.
+    import joblib
+    import pandas as pd
+
     card = entry.card
     if card is None:
         raise ModelUnavailable(entry.invalid_reason or "no model card")
@@ -80,6 +83,18 @@ def load_checked(entry: ModelEntry) -> Any:
             f"self-check probability {probability[0, 1]:.6f} differs from the card's "
             f"{card.self_check.probability:.6f}")
     return model
+
+
+def import_model_libraries() -> None:
+    """Import what unpickling a pipeline needs (about a second), so a first request does not pay it.
+
+    Models themselves still load lazily, on first use.
+    """
+    import importlib
+
+    for module in ("joblib", "pandas", "sklearn.pipeline", "sklearn.compose", "sklearn.preprocessing",
+                   "sklearn.impute", "sklearn.linear_model", "sklearn.ensemble", "sklearn.dummy"):
+        importlib.import_module(module)
 
 
 class ModelRunner:
@@ -122,6 +137,8 @@ class ModelRunner:
 
     def predict_now(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
         """Probabilities of class 1 for ``rows``, in the calling thread (no batching)."""
+        import pandas as pd
+
         model = self.load()
         frame = pd.DataFrame.from_records(rows, columns=FEATURE_NAMES)
         try:

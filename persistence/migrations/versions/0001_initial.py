@@ -20,9 +20,8 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# JSONB on PostgreSQL, JSON text on SQLite; 64-bit keys, except where SQLite needs INTEGER to auto-increment.
+# JSONB on PostgreSQL, JSON text on SQLite.
 JSON_DOCUMENT = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-BIGINT_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
@@ -67,7 +66,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "prediction_requests",
-        sa.Column("id", BIGINT_KEY, nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("endpoint", sa.String(length=32), nullable=False, comment="predict or predict_batch"),
@@ -75,15 +73,13 @@ def upgrade() -> None:
         sa.Column("employee_id", sa.BigInteger(), nullable=True),
         sa.Column("batch_index", sa.Integer(), nullable=True),
         sa.Column("inputs", JSON_DOCUMENT, nullable=False, comment="The 30 fields the model was given."),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_prediction_requests")),
-        sa.UniqueConstraint("request_id", name=op.f("uq_prediction_requests_request_id")),
+        sa.PrimaryKeyConstraint("request_id", name=op.f("pk_prediction_requests")),
     )
     op.create_index(op.f("ix_prediction_requests_employee_id_received_at"), "prediction_requests",
                     ["employee_id", "received_at"], unique=False)
     op.create_index(op.f("ix_prediction_requests_received_at"), "prediction_requests", ["received_at"], unique=False)
     op.create_table(
         "prediction_results",
-        sa.Column("id", BIGINT_KEY, nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=False),
         sa.Column("model_name", sa.String(length=200), nullable=False),
         sa.Column("model_version", sa.String(length=200), nullable=False),
@@ -100,10 +96,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("status IN ('ok', 'error')", name=op.f("ck_prediction_results_status")),
         sa.CheckConstraint("prediction IS NULL OR prediction IN (0, 1)", name=op.f("ck_prediction_results_prediction")),
-        sa.ForeignKeyConstraint(["request_id"], ["prediction_requests.request_id"], ondelete="CASCADE",
-                                name=op.f("fk_prediction_results_request_id_prediction_requests")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_prediction_results")),
-        sa.UniqueConstraint("request_id", name=op.f("uq_prediction_results_request_id")),
+        sa.PrimaryKeyConstraint("request_id", name=op.f("pk_prediction_results")),
     )
     op.create_index(op.f("ix_prediction_results_created_at"), "prediction_results", ["created_at"], unique=False)
     op.create_index(op.f("ix_prediction_results_model_name_model_version_created_at"), "prediction_results",
