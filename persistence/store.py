@@ -9,10 +9,10 @@ committed, is stored once.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -76,8 +76,8 @@ _INPUTS_POSITION = REQUEST_COLUMNS.index("inputs")
 
 def _copy_request_values(trace: Trace) -> list[Any]:
     values = [getattr(trace, name) for name in REQUEST_COLUMNS]
-    # COPY's text format takes the JSONB column as JSON text.
-    values[_INPUTS_POSITION] = json.dumps(values[_INPUTS_POSITION], ensure_ascii=False)
+    # COPY's text format takes the JSONB column as JSON text (orjson: a tenth of json.dumps's cost).
+    values[_INPUTS_POSITION] = orjson.dumps(values[_INPUTS_POSITION]).decode()
     return values
 
 
