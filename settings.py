@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     tracing: bool = Field(default=True, description="Write a trace of every prediction (off only for benchmarks).")
     access_log: bool = Field(default=True, description="BentoML per-request access log (costs throughput).")
     workers: int = Field(default=1, ge=1, description="BentoML worker processes.")
-    max_batch_size: int = Field(default=512, ge=1, description="Rows per model call when batching concurrent requests.")
+    max_batch_size: int = Field(default=2048, ge=1,
+                                description="Rows per model call when batching concurrent requests.")
     max_latency_ms: float = Field(default=5.0, ge=0,
                                   description="How long a runner waits to fill a batch once a row arrives.")
     max_batch_rows: int = Field(default=1000, ge=1, description="Row cap of /predict_batch (over it: 413).")

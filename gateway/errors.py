@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import orjson
 from starlette.responses import JSONResponse
+
+
+class AnswerResponse(JSONResponse):
+    """A JSON answer rendered by orjson (several times faster than ``json.dumps`` on large batches)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def error_response(status: int, error: str, detail: list[Any] | None = None) -> JSONResponse:
