@@ -74,16 +74,13 @@ class AttritionService:
 
     @bentoml.on_startup
     async def start_worker(self) -> None:
-        """Prepare this worker: model libraries imported, trace writer and journal replay started."""
-        import_model_libraries()
+        """Prepare this worker: trace writer and journal replay started, model libraries imported."""
         if settings.tracing:
             self.writer = TraceWriter(self.database_url)
             await self.writer.start()
-        # What exists now lives as long as the worker: keep it out of the collector's way. Full
-        # collections over these objects paused requests by 100-300 ms under load.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        # In the background, so the worker is ready sooner; a request that needs a model meanwhile
+        # simply waits on the interpreter's import lock.
+        self._warm_up = asyncio.get_running_loop().run_in_executor(None, _warm_up_worker)
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
@@ -246,6 +243,15 @@ class AttritionService:
 
 
 AttritionService.add_asgi_middleware(GatewayMiddleware, api_keys=settings.api_key_set)
+
+
+def _warm_up_worker() -> None:
+    import_model_libraries()
+    # What exists now lives as long as the worker: keep it out of the collector's way. Full
+    # collections over these objects paused requests by 100-300 ms under load.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
