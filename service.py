@@ -78,9 +78,9 @@ class AttritionService:
         if settings.tracing:
             self.writer = TraceWriter(self.database_url)
             await self.writer.start()
-        # In the background, so the worker is ready sooner; a request that needs a model meanwhile
-        # simply waits on the interpreter's import lock.
-        self._warm_up = asyncio.get_running_loop().run_in_executor(None, _warm_up_worker)
+        # Before the worker reports ready: importing scikit-learn takes about a second, which a
+        # first request would otherwise pay on top of loading its model.
+        await asyncio.to_thread(_warm_up_worker)
 
     @bentoml.on_shutdown
     async def stop(self) -> None:

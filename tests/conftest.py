@@ -1,7 +1,7 @@
 """Shared fixtures: where the real parts are, and whether a missing one may be skipped.
 
 A test that needs a part some machines lack carries a marker (``postgres``,
-``extracts``, ``browser``, ...). Where the part is missing it is skipped,
+``extracts``, ``serve``, ...). Where the part is missing it is skipped,
 unless the part is named in ``FUTURISYS_REQUIRE`` (comma-separated), as
 ``.ci/run`` and the GitHub workflow set it: there a missing part fails.
 """
