@@ -12,7 +12,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from deploy import build_space, deploy_space, smoke_test
+from tests.service.server import stop_process_group
 from tests.conftest import PROJECT_ROOT, need
 
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -454,11 +454,6 @@ def test_built_bundle_serves_the_example_prediction(built, tmp_path):
                                    "--timeout", "120"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                                   timeout=180)
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            stop_process_group(server)
     assert done.returncode == 0, done.stderr + (tmp_path / "serve.log").read_text(errors="replace")[-4000:]
     assert "prediction=" in done.stdout
