@@ -242,7 +242,8 @@ class AttritionService:
             return error_response(400, f"invalid request: {exc}", [{"field": "from", "message": str(exc)}])
 
 
-AttritionService.add_asgi_middleware(GatewayMiddleware, api_keys=settings.api_key_set)
+AttritionService.add_asgi_middleware(GatewayMiddleware, api_keys=settings.api_key_set,
+                                     recycle_every=settings.recycle_connections_every)
 
 
 def _warm_up_worker() -> None:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
                                 description="Rows per model call when batching concurrent requests.")
     max_latency_ms: float = Field(default=5.0, ge=0,
                                   description="How long a runner waits to fill a batch once a row arrives.")
+    recycle_connections_every: int = Field(
+        default=100, ge=0, description="Close a keep-alive connection every N answers so workers share clients "
+                                       "(0: never).")
     max_batch_rows: int = Field(default=1000, ge=1, description="Row cap of /predict_batch (over it: 413).")
     writer_max_rows: int = Field(default=2000, ge=1, description="Traces per group commit at most.")
     writer_queue_size: int = Field(default=10_000, ge=1,

@@ -59,10 +59,12 @@ class GatewayMiddleware:
     """API keys, body limits, content type and uniform 4xx error bodies."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], api_keys: frozenset[str] = frozenset(),
-                 max_body_bytes: int = 4 * 1024 * 1024) -> None:
+                 max_body_bytes: int = 4 * 1024 * 1024, recycle_every: int = 0) -> None:
         self.app = app
         self.api_keys = api_keys
         self.max_body_bytes = max_body_bytes
+        self.recycle_every = recycle_every
+        self._answered = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,6 +93,7 @@ class GatewayMiddleware:
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                message = self._recycle(message)
                 if 400 <= message["status"] < 500:
                     state["start"] = message
                     return
@@ -104,6 +107,21 @@ class GatewayMiddleware:
             await send(message)
 
         await self.app(scope, receive, guarded_send)
+
+    def _recycle(self, start: Message) -> Message:
+        """Close one keep-alive connection every ``recycle_every`` answers (as nginx's keepalive_requests).
+
+        Workers share one listening socket and a client's connections stay on the
+        worker that accepted them: a pool opened at once often lands on a single
+        worker while the other idles. A closed connection is reopened by the
+        client and accepted by whichever worker is free, which evens the load.
+        """
+        if not self.recycle_every:
+            return start
+        self._answered += 1
+        if self._answered % self.recycle_every:
+            return start
+        return {**start, "headers": [*start.get("headers", []), (b"connection", b"close")]}
 
     def _reject(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str, str] | None:
         if self.api_keys and path not in ("/", "") and not path.startswith(OPEN_PATHS):
