@@ -150,10 +150,14 @@ class ModelRunner:
 
     def predict_now(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
         """Probabilities of class 1 for ``rows``, in the calling thread (no batching)."""
+        import sklearn
+
         model = self.load()
         frame = employee_frame(rows)
         try:
-            probabilities = model.predict_proba(frame)[:, 1]
+            # The schema already guarantees finite, in-domain inputs: skip scikit-learn's re-checks.
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                probabilities = model.predict_proba(frame)[:, 1]
         except Exception as exc:  # a model that fails on valid input is invalid from now on
             self.entry.invalid_reason = f"prediction failed: {exc.__class__.__name__}: {exc}"
             raise ModelUnavailable(self.entry.invalid_reason) from exc

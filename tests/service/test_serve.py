@@ -290,3 +290,9 @@ def test_api_keys_guard_every_route_but_probes_metrics_and_docs(tmp_path):
         assert http.get("/models", headers={"Authorization": "Bearer k1"}).status_code == 200
         for open_path in ("/livez", "/readyz", "/metrics", "/docs.json"):
             assert http.get(open_path).status_code == 200, open_path
+
+
+def test_keep_alive_connections_are_recycled_so_clients_spread_over_workers(client):
+    closes = [client.get("/livez").headers.get("connection") for _ in range(150)]
+    assert "close" in closes, "no answer closed its connection in 150 requests (recycling every 100)"
+    assert closes.count("close") <= 2
