@@ -76,7 +76,7 @@ class AttritionService:
     async def start_worker(self) -> None:
         """Prepare this worker: trace writer and journal replay started, model libraries imported."""
         if settings.tracing:
-            self.writer = TraceWriter(self.database_url)
+            self.writer = TraceWriter(self.engine)
             await self.writer.start()
         # Before the worker reports ready: importing scikit-learn takes about a second, which a
         # first request would otherwise pay on top of loading its model.

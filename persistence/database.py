@@ -80,11 +80,6 @@ def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: 
         cursor.close()
 
 
-def backend_name(engine: Engine) -> str:
-    """``"postgresql"`` or ``"sqlite"``."""
-    return engine.dialect.name
-
-
 def is_unreachable(exc: BaseException) -> bool:
     """True when ``exc`` means the database cannot take writes now (down, refused, locked, full).
 

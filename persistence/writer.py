@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 from persistence import metrics
 from persistence.database import is_unreachable, make_engine, ping
@@ -60,7 +60,7 @@ class _QueuedCall:
 class TraceWriter:
     """Group-commit writer of prediction traces, with a local journal for database outages."""
 
-    def __init__(self, database_url: str | URL | None = None, *, journal_dir: Path | None = None,
+    def __init__(self, database_url: str | URL | Engine | None = None, *, journal_dir: Path | None = None,
                  max_rows: int | None = None, queue_size: int | None = None,
                  replay_interval_s: float | None = None) -> None:
         """Prepare a writer for ``database_url``; every other knob defaults to ``settings``.
@@ -70,7 +70,9 @@ class TraceWriter:
         """
         from settings import settings
 
-        self.engine = make_engine(database_url or settings.resolved_database_url)
+        # An engine may be shared with the caller's reads: one connection pool per worker, not two.
+        self.engine = database_url if isinstance(database_url, Engine) else make_engine(
+            database_url or settings.resolved_database_url)
         self.store = make_trace_store(self.engine)
         self.journal = TraceJournal(journal_dir or settings.journal_dir)
         self.max_rows = max_rows or settings.writer_max_rows

@@ -39,7 +39,8 @@ def test_resolve_accepts_name_tag_and_alias(imported):
     champion_tag = read_aliases(MODELS_DIR)[CHAMPION]
     champion = catalogue.resolve(CHAMPION)
     assert champion.tag == champion_tag
-    assert catalogue.resolve(champion.name) is champion or catalogue.resolve(champion.name).name == champion.name
+    latest = max((e for e in catalogue.entries() if e.name == champion.name), key=lambda e: int(e.version[1:]))
+    assert catalogue.resolve(champion.name) is latest, "a bare name means its latest version"
     assert catalogue.resolve(champion_tag) is champion
     assert catalogue.resolve(None) is champion, "without FUTURISYS_DEFAULT_MODEL the champion is the default"
     assert CHAMPION in champion.aliases
