@@ -51,7 +51,7 @@ async def _invalid_query(request: Request, exc: RequestValidationError) -> JSONR
 @bentoml.service(
     name=SERVICE_NAME,
     workers=settings.workers,
-    traffic={"timeout": 60},
+    traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
 )
 @bentoml.asgi_app(http, path="/")

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     recycle_connections_every: int = Field(
         default=100, ge=0, description="Close a keep-alive connection every N answers so workers share clients "
                                        "(0: never).")
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, description="Answer 504 to a request not answered within this time. BentoML keeps "
+                                        "each request's context until its timer fires: a shorter timeout holds "
+                                        "less memory under load.")
     max_batch_rows: int = Field(default=1000, ge=1, description="Row cap of /predict_batch (over it: 413).")
     writer_max_rows: int = Field(default=2000, ge=1, description="Traces per group commit at most.")
     writer_queue_size: int = Field(default=10_000, ge=1,

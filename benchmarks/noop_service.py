@@ -20,7 +20,7 @@ from settings import settings
 @bentoml.service(
     name="futurisys-noop",
     workers=settings.workers,
-    traffic={"timeout": 60},
+    traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
 )
 class NoopService:

@@ -20,7 +20,9 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from attrition.schema import CATEGORICAL_FEATURES, FEATURE_NAMES
+from attrition.synthetic import synthetic_employees
 from registry.catalogue import ModelCatalogue, ModelEntry
+from registry.encoding import RowEncoder, matches_pipeline, row_encoder
 from registry.store import sha256_of
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ LOAD_FAILURES = Counter(
     "futurisys_model_load_failures_total", "Models that failed to load or failed their self-check.",
     ["model", "version"])
 SELF_CHECK_TOLERANCE = 1e-6
+# Synthetic rows on which a fast path must reproduce its pipeline before it is used.
+FAST_PATH_CHECK_ROWS = 256
 CATEGORICAL = frozenset(CATEGORICAL_FEATURES)
 
 
@@ -85,6 +89,28 @@ def load_checked(entry: ModelEntry) -> Any:
     return model
 
 
+def fast_path(entry: ModelEntry, model: Any) -> RowEncoder | None:
+    """The array-level fast path of ``model``, if it has one and it gives the pipeline's own answers.
+
+    Checked on the card's self-check row and on synthetic rows; a pipeline of
+    another layout, or a mismatch, keeps the runner on ``model.predict_proba``.
+    """
+    import sklearn
+
+    encoder = row_encoder(model)
+    if encoder is None:
+        logger.info("Model %s has no fast path: its pipeline layout is not the one-hot + numeric one", entry.tag)
+        return None
+    rows = synthetic_employees(FAST_PATH_CHECK_ROWS, seed=1)
+    if entry.card is not None:
+        rows.append(dict(entry.card.self_check.employee))
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        if matches_pipeline(encoder, model, rows, employee_frame(rows)):
+            return encoder
+    logger.warning("Model %s: the fast path does not reproduce the pipeline; the pipeline serves", entry.tag)
+    return None
+
+
 def employee_frame(rows: Sequence[dict[str, Any]]) -> Any:
     """The pipelines' input: a DataFrame of the 30 fields, one numpy array per column.
 
@@ -118,6 +144,7 @@ class ModelRunner:
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000.0
         self._model: Any = None
+        self._encoder: RowEncoder | None = None
         self._load_lock = threading.Lock()
         self._queue: asyncio.Queue[tuple[Sequence[dict[str, Any]], asyncio.Future[Scores]]] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -129,6 +156,11 @@ class ModelRunner:
         """True once the model is in memory."""
         return self._model is not None
 
+    @property
+    def fast_path(self) -> bool:
+        """True when the loaded model serves through its checked :class:`RowEncoder`."""
+        return self._encoder is not None
+
     def load(self) -> Any:
         """Load and self-check the model once; later calls return it. Thread-safe."""
         if self._model is not None:
@@ -139,7 +171,9 @@ class ModelRunner:
                     raise ModelUnavailable(self.entry.invalid_reason or "invalid model")
                 started = time.perf_counter()
                 try:
-                    self._model = load_checked(self.entry)
+                    model = load_checked(self.entry)
+                    self._encoder = fast_path(self.entry, model)
+                    self._model = model
                 except ModelUnavailable as exc:
                     self.entry.invalid_reason = str(exc)
                     LOAD_FAILURES.labels(self.entry.name, self.entry.version).inc()
@@ -153,11 +187,13 @@ class ModelRunner:
         import sklearn
 
         model = self.load()
-        frame = employee_frame(rows)
         try:
             # The schema already guarantees finite, in-domain inputs: skip scikit-learn's re-checks.
             with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-                probabilities = model.predict_proba(frame)[:, 1]
+                if self._encoder is not None:
+                    probabilities = self._encoder.predict_proba(rows)[:, 1]
+                else:
+                    probabilities = model.predict_proba(employee_frame(rows))[:, 1]
         except Exception as exc:  # a model that fails on valid input is invalid from now on
             self.entry.invalid_reason = f"prediction failed: {exc.__class__.__name__}: {exc}"
             raise ModelUnavailable(self.entry.invalid_reason) from exc
