@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, description="BentoML worker processes.")
     max_batch_size: int = Field(default=2048, ge=1,
                                 description="Rows per model call when batching concurrent requests.")
-    max_latency_ms: float = Field(default=5.0, ge=0,
+    max_latency_ms: float = Field(default=2.0, ge=0,
                                   description="How long a runner waits to fill a batch once a row arrives.")
     recycle_connections_every: int = Field(
         default=100, ge=0, description="Close a keep-alive connection every N answers so workers share clients "
