@@ -9,6 +9,7 @@ committed, is stored once.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -31,6 +32,9 @@ class TraceStore(Protocol):
 
     def insert_missing(self, traces: Sequence[Trace]) -> int:
         """Insert, in one transaction, the traces whose request id is not stored yet; return how many."""
+
+    def close(self) -> None:
+        """Release any connection the store keeps."""
 
 
 class _InsertMissing:
@@ -63,6 +67,9 @@ class ExecutemanyTraceStore(_InsertMissing):
         with self.engine.begin() as connection:
             connection.execute(sa.insert(prediction_requests), [t.request_row() for t in traces])
             connection.execute(sa.insert(prediction_results), [t.result_row() for t in traces])
+
+    def close(self) -> None:
+        """Nothing to release: every call checks a connection out of the pool and returns it."""
 
 
 def _copy_statement(table_name: str, columns: Sequence[str]) -> str:
@@ -109,20 +116,49 @@ class CopyTraceStore:
         if engine.dialect.driver != "psycopg":
             raise ValueError(f"COPY needs the psycopg 3 driver, not {engine.dialect.driver!r}")
         self.engine = engine
+        self._kept: Any = None
+        self._kept_lock = threading.Lock()
 
     def insert(self, traces: Sequence[Trace]) -> None:
-        """Copy the traces into both tables in one transaction; fail on any duplicate request id."""
-        self._copy_in_transaction(traces, _COPY_REQUESTS, _COPY_RESULTS)
+        """Copy the traces into both tables in one transaction; fail on any duplicate request id.
+
+        Group commits run on a connection the store keeps between calls: a
+        pool checkout costs a liveness ping and a rollback on return, two
+        round trips on top of the commit's own, per group. A connection found
+        broken is dropped (the writer journals that group) and the next call
+        connects afresh.
+        """
+        with self._kept_lock:
+            if self._kept is None:
+                self._kept = self.engine.raw_connection()
+            try:
+                self._copy(self._kept, traces, _COPY_REQUESTS, _COPY_RESULTS)
+            except BaseException:
+                if not self._kept.is_valid:  # invalidated by _copy: the server connection died
+                    self._kept = None
+                raise
+
+    def close(self) -> None:
+        """Return the kept connection to the pool."""
+        with self._kept_lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
 
     def insert_missing(self, traces: Sequence[Trace]) -> int:
         """Insert, in one transaction, the traces whose request id is not stored yet; return how many."""
         if not traces:
             return 0
-        return self._copy_in_transaction(traces, _COPY_STAGED_REQUESTS, _COPY_STAGED_RESULTS, staged=True)
-
-    def _copy_in_transaction(self, traces: Sequence[Trace], copy_requests: str, copy_results: str,
-                             staged: bool = False) -> int:
         pooled = self.engine.raw_connection()
+        try:
+            return self._copy(pooled, traces, _COPY_STAGED_REQUESTS, _COPY_STAGED_RESULTS, staged=True)
+        finally:
+            pooled.close()
+
+    @staticmethod
+    def _copy(pooled: Any, traces: Sequence[Trace], copy_requests: str, copy_results: str,
+              staged: bool = False) -> int:
+        """Copy ``traces`` on ``pooled`` in one transaction; a broken connection is invalidated."""
         connection = pooled.driver_connection
         inserted = len(traces)
         try:
@@ -148,8 +184,6 @@ class CopyTraceStore:
             else:
                 connection.rollback()
             raise
-        finally:
-            pooled.close()
         return inserted
 
 

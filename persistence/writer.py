@@ -168,6 +168,7 @@ class TraceWriter:
                 await self._replayer
             await self._replay_logging_failures()
         self.journal.close()
+        self.store.close()
         self.engine.dispose()
 
     # -- group commit -------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from persistence.database import make_engine
+from persistence.migrate import upgrade
 from persistence.store import CopyTraceStore, ExecutemanyTraceStore
 from persistence.writer import TraceWriteError, TraceWriter
 from tests.persistence.expectations import assert_stored_exactly, sample
@@ -154,3 +157,37 @@ def test_record_before_start_is_refused(sqlite_url: str, journal_dir: Path) -> N
     with pytest.raises(RuntimeError, match="start"):
         run(writer.record(make_traces(1)))
     run(writer.stop())
+
+
+@pytest.mark.postgres
+def test_a_killed_writer_connection_costs_one_journaled_group_then_reconnects(
+        postgres_url: str, tmp_path: Path, journal_dir: Path) -> None:
+    upgrade(postgres_url, lock_dir=tmp_path)
+    traces = make_traces(30)
+    admin = make_engine(postgres_url)
+
+    async def scenario() -> tuple[list[str], int, int]:
+        writer = TraceWriter(postgres_url, journal_dir=journal_dir, replay_interval_s=0.1)
+        await writer.start()
+        try:
+            first = await writer.record(traces[:10])
+            killed = writer.store._kept.driver_connection.info.backend_pid
+            with admin.connect() as connection:
+                assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed}).scalar()
+            second = await writer.record(traces[10:20])
+            for _ in range(100):  # until the replay found the database back
+                if writer.stats.replayed == 10:
+                    break
+                await asyncio.sleep(0.05)
+            third = await writer.record(traces[20:])
+            return [first, second, third], killed, writer.store._kept.driver_connection.info.backend_pid
+        finally:
+            await writer.stop()
+
+    try:
+        outcomes, killed, kept = run(scenario())
+        assert outcomes == ["committed", "journaled", "committed"]
+        assert kept != killed, "the store connected afresh"
+        assert_stored_exactly(admin, traces)
+    finally:
+        admin.dispose()
