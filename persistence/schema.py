@@ -2,7 +2,7 @@
 
 One request row and one result row per prediction, joined on ``request_id``
 (the id the service answers with). The same models run on PostgreSQL and
-SQLite: JSON inputs become JSONB on PostgreSQL, timestamps are stored in UTC.
+SQLite: JSON inputs are json on PostgreSQL, timestamps are stored in UTC.
 Migrations in ``persistence/migrations`` create exactly these tables; a test
 checks that the two agree.
 """
@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -65,8 +65,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-JSONDocument = sa.JSON().with_variant(JSONB(), "postgresql")
-"""A JSON document: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite."""
+JSONDocument = sa.JSON().with_variant(JSON(), "postgresql")
+"""A JSON document stored as the text written: ``json`` on PostgreSQL (no re-encoding on insert), text on SQLite."""
 
 
 class Base(DeclarativeBase):

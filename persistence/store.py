@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from persistence.database import POSTGRES_CONNECT_TIMEOUT_S
 from persistence.schema import prediction_requests, prediction_results
 from persistence.traces import REQUEST_COLUMNS, RESULT_COLUMNS, Trace
 
@@ -83,7 +85,7 @@ _INPUTS_POSITION = REQUEST_COLUMNS.index("inputs")
 
 def _copy_request_values(trace: Trace) -> list[Any]:
     values = [getattr(trace, name) for name in REQUEST_COLUMNS]
-    # COPY's text format takes the JSONB column as JSON text (orjson: a tenth of json.dumps's cost).
+    # COPY's text format takes the json column as JSON text (orjson: a tenth of json.dumps's cost).
     values[_INPUTS_POSITION] = orjson.dumps(values[_INPUTS_POSITION]).decode()
     return values
 
@@ -118,6 +120,8 @@ class CopyTraceStore:
         self.engine = engine
         self._kept: Any = None
         self._kept_lock = threading.Lock()
+        self._async: psycopg.AsyncConnection[Any] | None = None
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def insert(self, traces: Sequence[Trace]) -> None:
         """Copy the traces into both tables in one transaction; fail on any duplicate request id.
@@ -138,12 +142,52 @@ class CopyTraceStore:
                     self._kept = None
                 raise
 
+    async def insert_async(self, traces: Sequence[Trace]) -> None:
+        """:meth:`insert` on an asyncio connection, from the writer's event loop.
+
+        The group commit then needs no thread: under load, a thread doing the
+        copy waited for the GIL at each of its round trips while the event
+        loop served requests, which made commits, hence answers, slower. The
+        connection is kept between calls and replaced once broken.
+        """
+        if self._async is None:
+            self._async = await psycopg.AsyncConnection.connect(
+                self._conninfo, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S)
+        connection = self._async
+        try:
+            async with connection.cursor() as cursor:
+                async with cursor.copy(_COPY_REQUESTS) as copy:
+                    for trace in traces:
+                        await copy.write_row(_copy_request_values(trace))
+                async with cursor.copy(_COPY_RESULTS) as copy:
+                    for trace in traces:
+                        await copy.write_row([getattr(trace, name) for name in RESULT_COLUMNS])
+            await connection.commit()
+        except BaseException:
+            if connection.broken or connection.closed:
+                self._async = None
+                await connection.close()
+            else:
+                await connection.rollback()
+            raise
+
     def close(self) -> None:
-        """Return the kept connection to the pool."""
+        """Return the kept connection to the pool (the asyncio one is closed by :meth:`aclose`)."""
         with self._kept_lock:
             if self._kept is not None:
                 self._kept.close()
                 self._kept = None
+
+    async def aclose(self) -> None:
+        """Close the asyncio connection of :meth:`insert_async`."""
+        if self._async is not None:
+            connection, self._async = self._async, None
+            await connection.close()
+
+    @property
+    def async_backend_pid(self) -> int | None:
+        """The PostgreSQL backend serving :meth:`insert_async` (None before the first call)."""
+        return self._async.info.backend_pid if self._async is not None else None
 
     def insert_missing(self, traces: Sequence[Trace]) -> int:
         """Insert, in one transaction, the traces whose request id is not stored yet; return how many."""

@@ -5,8 +5,9 @@ One :class:`TraceWriter` per worker process, started in its event loop.
 ``"committed"`` in the database, or ``"journaled"`` (appended and fsynced to
 this process's journal file) when the database is unreachable. Concurrent
 calls are grouped: a single flusher task takes everything queued (up to
-``max_rows``) and writes it in one transaction, in a worker thread, so the
-event loop keeps serving. A replay task moves journaled traces into the
+``max_rows``) and writes it in one transaction: on PostgreSQL with an
+asyncio ``COPY`` in the event loop itself, elsewhere in a worker thread, so
+the event loop keeps serving. A replay task moves journaled traces into the
 database once it answers again, exactly once (the request id is unique).
 """
 from __future__ import annotations
@@ -169,6 +170,9 @@ class TraceWriter:
             await self._replay_logging_failures()
         self.journal.close()
         self.store.close()
+        aclose = getattr(self.store, "aclose", None)
+        if aclose is not None:
+            await aclose()
         self.engine.dispose()
 
     # -- group commit -------------------------------------------------------------------------------
@@ -198,7 +202,7 @@ class TraceWriter:
         rows = sum(len(call.traces) for call in calls)
         started = time.perf_counter()
         try:
-            outcomes = await asyncio.to_thread(self._write, calls)
+            outcomes = await self._write_async(calls)
         except Exception as exc:  # _write reports failures as outcomes; this is a bug guard
             log.exception("trace flush crashed")
             outcomes = [TraceWriteError(f"trace flush crashed: {exc!r}")] * len(calls)
@@ -217,6 +221,37 @@ class TraceWriter:
             else:
                 call.future.set_result(outcome)
 
+    async def _write_async(self, calls: list[_QueuedCall]) -> list[Outcome | TraceWriteError]:
+        """Commit the calls' traces in the event loop when the store can, else :meth:`_write` in a thread.
+
+        Only the common case runs here: a commit, or the database found
+        unreachable (then the group is journaled). A rejected group goes to
+        :meth:`_write`, which tells the faulty call from the others.
+        """
+        insert_async = getattr(self.store, "insert_async", None)
+        if insert_async is None or time.monotonic() < self._database_down_until:
+            return await asyncio.to_thread(self._write, calls)
+        traces = [trace for call in calls for trace in call.traces]
+        try:
+            await insert_async(traces)
+        except Exception as exc:  # classified just below
+            if not is_unreachable(exc):
+                return await asyncio.to_thread(self._write, calls)
+            self._mark_unreachable(exc)
+            return await asyncio.to_thread(self._journal, calls, traces)
+        self._count_committed(traces)
+        return ["committed"] * len(calls)
+
+    def _mark_unreachable(self, exc: BaseException) -> None:
+        metrics.WRITE_FAILURES.labels("unreachable").inc()
+        log.warning("trace database unreachable, journaling: %s", exc)
+        self._database_down_until = time.monotonic() + self.replay_interval_s
+
+    def _count_committed(self, traces: list[Trace]) -> None:
+        self.stats.transactions += 1
+        self.stats.committed += len(traces)
+        metrics.COMMITTED.inc(len(traces))
+
     def _write(self, calls: list[_QueuedCall]) -> list[Outcome | TraceWriteError]:
         """Runs in a worker thread: commit the calls' traces in one transaction, or journal them."""
         traces = [trace for call in calls for trace in call.traces]
@@ -232,14 +267,14 @@ class TraceWriter:
                     self.stats.rejected += len(traces)
                     log.error("the database rejected %d trace(s): %s", len(traces), exc)
                     return [TraceWriteError(f"the database rejected the trace: {exc}")]
-                metrics.WRITE_FAILURES.labels("unreachable").inc()
-                log.warning("trace database unreachable, journaling: %s", exc)
-                self._database_down_until = time.monotonic() + self.replay_interval_s
+                self._mark_unreachable(exc)
             else:
-                self.stats.transactions += 1
-                self.stats.committed += len(traces)
-                metrics.COMMITTED.inc(len(traces))
+                self._count_committed(traces)
                 return ["committed"] * len(calls)
+        return self._journal(calls, traces)
+
+    def _journal(self, calls: list[_QueuedCall], traces: list[Trace]) -> list[Outcome | TraceWriteError]:
+        """Runs in a worker thread: append the calls' traces to the journal, fsynced."""
         try:
             self.journal.append(traces)
         except Exception as exc:

@@ -171,7 +171,7 @@ def test_a_killed_writer_connection_costs_one_journaled_group_then_reconnects(
         await writer.start()
         try:
             first = await writer.record(traces[:10])
-            killed = writer.store._kept.driver_connection.info.backend_pid
+            killed = writer.store.async_backend_pid
             with admin.connect() as connection:
                 assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed}).scalar()
             second = await writer.record(traces[10:20])
@@ -180,14 +180,14 @@ def test_a_killed_writer_connection_costs_one_journaled_group_then_reconnects(
                     break
                 await asyncio.sleep(0.05)
             third = await writer.record(traces[20:])
-            return [first, second, third], killed, writer.store._kept.driver_connection.info.backend_pid
+            return [first, second, third], killed, writer.store.async_backend_pid
         finally:
             await writer.stop()
 
     try:
         outcomes, killed, kept = run(scenario())
         assert outcomes == ["committed", "journaled", "committed"]
-        assert kept != killed, "the store connected afresh"
+        assert killed is not None and kept is not None and kept != killed, "the store connected afresh"
         assert_stored_exactly(admin, traces)
     finally:
         admin.dispose()
