@@ -72,8 +72,8 @@ LABELS = {
     "noop": "no-op BentoML endpoint",
     "batch": "ours /predict_batch, traced",
 }
-TRACE_TABLES = {"baseline": "baseline_results", "traced": "prediction_results", "untraced": "prediction_results",
-                "batch": "prediction_results"}
+TRACE_TABLES = {"baseline": "baseline_results", "traced": "prediction_traces", "untraced": "prediction_traces",
+                "batch": "prediction_traces"}
 TRACED = ("baseline", "traced", "batch")
 
 

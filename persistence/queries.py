@@ -11,21 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 
-from persistence.schema import prediction_requests as requests
-from persistence.schema import prediction_results as results
+from persistence.schema import prediction_traces as traces
 
 MAX_PAGE_SIZE = 500
 """The largest ``limit`` of :func:`list_traces`."""
-
-_TRACE_COLUMNS = (
-    requests.c.request_id, requests.c.endpoint, requests.c.received_at, requests.c.requested_model,
-    requests.c.employee_id, requests.c.batch_index, requests.c.inputs,
-    results.c.model_name, results.c.model_version, results.c.model_sha256, results.c.service_version,
-    results.c.prediction, results.c.probability, results.c.threshold, results.c.fallback,
-    results.c.status, results.c.error, results.c.inference_ms, results.c.total_ms, results.c.created_at,
-)
-# Outer join: a request row is shown even if (through some manual edit) its result row is missing.
-_TRACES = requests.outerjoin(results, results.c.request_id == requests.c.request_id)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -60,7 +49,7 @@ def _as_trace(row: RowMapping) -> dict[str, Any]:
 
 def get_trace(engine: Engine, request_id: str) -> dict[str, Any] | None:
     """The stored trace of one request (None when the request id is unknown)."""
-    query = sa.select(*_TRACE_COLUMNS).select_from(_TRACES).where(requests.c.request_id == request_id)
+    query = sa.select(traces).where(traces.c.request_id == request_id)
     with engine.connect() as connection:
         row = connection.execute(query).mappings().first()
     return _as_trace(row) if row is not None else None
@@ -92,15 +81,15 @@ def list_traces(engine: Engine, employee_id: int | None = None, start: datetime 
         raise ValueError(f"the period ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     conditions = []
     if employee_id is not None:
-        conditions.append(requests.c.employee_id == employee_id)
+        conditions.append(traces.c.employee_id == employee_id)
     if start is not None:
-        conditions.append(requests.c.received_at >= start)
+        conditions.append(traces.c.received_at >= start)
     if end is not None:
-        conditions.append(requests.c.received_at < end)
-    page = (sa.select(*_TRACE_COLUMNS).select_from(_TRACES).where(*conditions)
-            .order_by(requests.c.received_at, requests.c.batch_index, requests.c.request_id)
+        conditions.append(traces.c.received_at < end)
+    page = (sa.select(traces).where(*conditions)
+            .order_by(traces.c.received_at, traces.c.batch_index, traces.c.request_id)
             .limit(limit).offset(offset))
-    count = sa.select(sa.func.count()).select_from(requests).where(*conditions)
+    count = sa.select(sa.func.count()).select_from(traces).where(*conditions)
     with engine.connect() as connection:
         total = connection.execute(count).scalar_one()
         items = [_as_trace(row) for row in connection.execute(page).mappings()]

@@ -1,7 +1,7 @@
-"""The trace database schema: imported employees, prediction requests and their results.
+"""The trace database schema: imported employees and prediction traces.
 
-One request row and one result row per prediction, joined on ``request_id``
-(the id the service answers with). The same models run on PostgreSQL and
+One trace row per prediction, keyed by ``request_id`` (the id the service
+answers with): the request and its answer together. The same models run on PostgreSQL and
 SQLite: JSON inputs are json on PostgreSQL, timestamps are stored in UTC.
 Migrations in ``persistence/migrations`` create exactly these tables; a test
 checks that the two agree.
@@ -124,40 +124,33 @@ class StoredEmployee(Base):
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class PredictionRequest(Base):
-    """What a client asked: one row per predicted employee (a batch row has its own request id)."""
+class PredictionTrace(Base):
+    """One prediction: what the client asked, what the service answered, which model, how fast.
 
-    __tablename__ = "prediction_requests"
+    One row per predicted employee (a batch row has its own request id), written
+    whole in one statement, so a request never exists without its answer.
+    """
+
+    __tablename__ = "prediction_traces"
     __table_args__ = (
+        sa.CheckConstraint("status IN ('ok', 'error')", name="status"),
+        sa.CheckConstraint("prediction IS NULL OR prediction IN (0, 1)", name="prediction"),
         sa.Index(None, "received_at"),
         # The dashboard and GET /predictions look up one employee's traces over a period.
         sa.Index(None, "employee_id", "received_at"),
+        sa.Index(None, "model_name", "model_version", "received_at"),
     )
 
     # The request id is the key: no surrogate id to generate and index on the hot path.
     request_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The request
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     endpoint: Mapped[str] = mapped_column(sa.String(32), comment="predict or predict_batch")
     requested_model: Mapped[str | None] = mapped_column(sa.String(200))
     employee_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     batch_index: Mapped[int | None] = mapped_column(sa.Integer)
     inputs: Mapped[dict[str, Any]] = mapped_column(JSONDocument, comment="The 30 fields the model was given.")
-
-
-class PredictionResult(Base):
-    """What the service answered for one request, which model answered, and how long it took."""
-
-    __tablename__ = "prediction_results"
-    __table_args__ = (
-        sa.CheckConstraint("status IN ('ok', 'error')", name="status"),
-        sa.CheckConstraint("prediction IS NULL OR prediction IN (0, 1)", name="prediction"),
-        sa.Index(None, "created_at"),
-        sa.Index(None, "model_name", "model_version", "created_at"),
-    )
-
-    # Same key as its request row. No foreign key: both rows are written in one transaction by
-    # the trace writer, and the per-row check halved the group-commit throughput on PostgreSQL.
-    request_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The answer
     model_name: Mapped[str] = mapped_column(sa.String(200))
     model_version: Mapped[str] = mapped_column(sa.String(200))
     model_sha256: Mapped[str | None] = mapped_column(sa.String(64))
@@ -174,6 +167,5 @@ class PredictionResult(Base):
 
 
 employees = StoredEmployee.__table__
-prediction_requests = PredictionRequest.__table__
-prediction_results = PredictionResult.__table__
+prediction_traces = PredictionTrace.__table__
 metadata = Base.metadata

@@ -13,12 +13,10 @@ Status = Literal["ok", "error"]
 
 _DATETIME_FIELDS = ("received_at", "created_at")
 
-REQUEST_COLUMNS = ("request_id", "received_at", "endpoint", "requested_model", "employee_id", "batch_index", "inputs")
-"""Trace fields stored in ``prediction_requests``."""
-
-RESULT_COLUMNS = ("request_id", "model_name", "model_version", "model_sha256", "service_version", "prediction",
-                  "probability", "threshold", "fallback", "status", "error", "inference_ms", "total_ms", "created_at")
-"""Trace fields stored in ``prediction_results``."""
+TRACE_COLUMNS = ("request_id", "received_at", "endpoint", "requested_model", "employee_id", "batch_index", "inputs",
+                 "model_name", "model_version", "model_sha256", "service_version", "prediction",
+                 "probability", "threshold", "fallback", "status", "error", "inference_ms", "total_ms", "created_at")
+"""The columns of ``prediction_traces``, in the order the trace writer copies them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,10 +77,6 @@ class Trace:
                 values[name] = datetime.fromisoformat(values[name])
         return cls(**values)
 
-    def request_row(self) -> dict[str, Any]:
-        """The ``prediction_requests`` row of this trace."""
-        return {name: getattr(self, name) for name in REQUEST_COLUMNS}
-
-    def result_row(self) -> dict[str, Any]:
-        """The ``prediction_results`` row of this trace."""
-        return {name: getattr(self, name) for name in RESULT_COLUMNS}
+    def row(self) -> dict[str, Any]:
+        """The ``prediction_traces`` row of this trace."""
+        return {name: getattr(self, name) for name in TRACE_COLUMNS}

@@ -169,7 +169,6 @@ class TraceWriter:
                 await self._replayer
             await self._replay_logging_failures()
         self.journal.close()
-        self.store.close()
         aclose = getattr(self.store, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -5,25 +5,23 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
-from persistence.schema import prediction_requests, prediction_results
+from persistence.schema import prediction_traces
 from persistence.traces import Trace
 
 
-def stored_rows(engine: Engine, table: sa.Table) -> dict[str, dict]:
-    """Rows of ``table`` by request id, without the surrogate key."""
+def stored_rows(engine: Engine, table: sa.Table = prediction_traces) -> dict[str, dict]:
+    """Rows of ``table`` by request id."""
     with engine.connect() as connection:
         rows = connection.execute(sa.select(table)).mappings().all()
-    return {row["request_id"]: {k: v for k, v in row.items() if k != "id"} for row in rows}
+    return {row["request_id"]: dict(row) for row in rows}
 
 
 def assert_stored_exactly(engine: Engine, traces: list[Trace]) -> None:
-    """Each trace has one request row and one result row, equal to what was recorded, and nothing else is stored."""
-    requests = stored_rows(engine, prediction_requests)
-    results = stored_rows(engine, prediction_results)
-    assert len(requests) == len(results) == len(traces)
+    """Each trace has one row, equal to what was recorded, and nothing else is stored."""
+    rows = stored_rows(engine)
+    assert len(rows) == len(traces)
     for trace in traces:
-        assert requests[trace.request_id] == trace.request_row()
-        assert results[trace.request_id] == trace.result_row()
+        assert rows[trace.request_id] == trace.row()
 
 
 def sample(name: str) -> float:

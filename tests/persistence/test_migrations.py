@@ -17,8 +17,15 @@ from persistence.database import make_engine, normalize_url
 from persistence.migrate import alembic_config, current_revision, head_revision, upgrade
 from persistence.schema import CATEGORY_LENGTH, employees, metadata
 from tests.conftest import PROJECT_ROOT
+from tests.persistence.expectations import stored_rows
+from tests.persistence.factories import make_trace
 
-TABLES = {"employees", "prediction_requests", "prediction_results"}
+# The columns of the two tables of revision 0001, which revision 0002 merged.
+REQUEST_COLUMNS = ("request_id", "received_at", "endpoint", "requested_model", "employee_id", "batch_index", "inputs")
+RESULT_COLUMNS = ("request_id", "model_name", "model_version", "model_sha256", "service_version", "prediction",
+                  "probability", "threshold", "fallback", "status", "error", "inference_ms", "total_ms", "created_at")
+
+TABLES = {"employees", "prediction_traces"}
 
 
 def test_upgrade_from_empty_creates_every_table_at_head(database_url: str, tmp_path: Path) -> None:
@@ -51,6 +58,38 @@ def test_downgrade_to_base_then_upgrade_again(migrated_url: str, tmp_path: Path)
         assert not TABLES & set(sa.inspect(engine).get_table_names())
         assert upgrade(migrated_url, lock_dir=tmp_path) == head_revision()
         assert TABLES <= set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_traces_of_the_two_table_schema_move_into_one_row_each_and_back(migrated_url: str) -> None:
+    engine = make_engine(migrated_url)
+    trace = make_trace(7, employee_id=1234)
+    requested = {name: getattr(trace, name) for name in REQUEST_COLUMNS}
+    answered = {name: getattr(trace, name) for name in RESULT_COLUMNS}
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0001")
+        old = sa.MetaData()
+        old.reflect(engine, only=["prediction_requests", "prediction_results"])
+        with engine.begin() as connection:
+            connection.execute(old.tables["prediction_requests"].insert(), [requested])
+            connection.execute(old.tables["prediction_results"].insert(), [answered])
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        assert not {"prediction_requests", "prediction_results"} & set(sa.inspect(engine).get_table_names())
+        assert stored_rows(engine) == {trace.request_id: trace.row()}
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0001")
+        with engine.connect() as connection:
+            back = connection.execute(old.tables["prediction_requests"].select()).mappings().one()
+            assert back["inputs"] == trace.inputs and back["employee_id"] == 1234
+            assert connection.execute(old.tables["prediction_results"].select()).mappings().one()["probability"] \
+                == trace.probability
     finally:
         engine.dispose()
 

@@ -6,7 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from persistence.traces import REQUEST_COLUMNS, RESULT_COLUMNS, Trace
+from persistence.schema import prediction_traces
+from persistence.traces import TRACE_COLUMNS, Trace
 from tests.persistence.factories import make_trace
 
 
@@ -15,12 +16,11 @@ def test_trace_round_trips_through_json() -> None:
     assert Trace.from_dict(json.loads(json.dumps(trace.to_dict()))) == trace
 
 
-def test_rows_split_every_field_between_the_two_tables() -> None:
+def test_the_row_holds_every_field_in_the_table_order() -> None:
     trace = make_trace(1)
-    request, result = trace.request_row(), trace.result_row()
-    assert set(request) | set(result) == set(trace.to_dict())
-    assert set(request) & set(result) == {"request_id"}
-    assert tuple(request) == REQUEST_COLUMNS and tuple(result) == RESULT_COLUMNS
+    row = trace.row()
+    assert row == trace.to_dict() | {"received_at": trace.received_at, "created_at": trace.created_at}
+    assert tuple(row) == TRACE_COLUMNS == tuple(column.name for column in prediction_traces.columns)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -208,7 +208,7 @@ def test_fifty_concurrent_predictions_are_correct_batched_and_traced(served, cli
     ids = [a["request_id"] for a in answers]
     with engine.connect() as connection:
         stored = connection.execute(sa.text(
-            "select request_id, prediction, probability from prediction_results")).all()
+            "select request_id, prediction, probability from prediction_traces")).all()
     engine.dispose()
     by_id = {r.request_id: r for r in stored}
     assert all(i in by_id for i in ids)
