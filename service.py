@@ -62,7 +62,7 @@ class AttritionService:
     def __init__(self) -> None:
         # Workers share the cores: one BLAS/OpenMP thread each, or they fight over them under load.
         threadpool_limits(limits=1)
-        # The trace writer's and the runners' threads hold the GIL for whole switch intervals
+        # Threads (the runners', journal writes) hold the GIL for whole switch intervals
         # (5 ms by default): a shorter one hands the event loop back sooner.
         sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
         limit_malloc_arenas()

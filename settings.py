@@ -46,8 +46,8 @@ class Settings(BaseSettings):
                                         "less memory under load.")
     switch_interval_ms: float = Field(
         default=1.0, gt=0, description="Python's thread switch interval in the workers (CPython's default: 5 ms); "
-                                       "shorter lets the event loop take the GIL back from the trace writer's "
-                                       "thread sooner.")
+                                       "shorter lets the event loop take the GIL back from the runners' "
+                                       "threads sooner.")
     max_batch_rows: int = Field(default=1000, ge=1, description="Row cap of /predict_batch (over it: 413).")
     writer_max_rows: int = Field(default=2000, ge=1, description="Traces per group commit at most.")
     writer_queue_size: int = Field(default=10_000, ge=1,
