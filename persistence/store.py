@@ -9,7 +9,8 @@ is stored once.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import orjson
@@ -162,24 +163,17 @@ class CopyTraceStore:
                 raise
         return inserted
 
-    def _pooled(self) -> _PooledConnection:
-        return _PooledConnection(self.engine)
-
-
-class _PooledConnection:
-    """A raw psycopg connection from the engine's pool; a dead one is invalidated, not returned."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._pooled = engine.raw_connection()
-
-    def __enter__(self) -> psycopg.Connection[Any]:
-        return self._pooled.driver_connection
-
-    def __exit__(self, *exc_info: object) -> None:
-        connection = self._pooled.driver_connection
-        if connection is not None and (connection.broken or connection.closed):
-            self._pooled.invalidate()
-        self._pooled.close()
+    @contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection[Any]]:
+        """A raw psycopg connection from the engine's pool; a dead one is invalidated, not returned."""
+        pooled = self.engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        finally:
+            connection = pooled.driver_connection
+            if connection is not None and (connection.broken or connection.closed):
+                pooled.invalidate()
+            pooled.close()
 
 
 def make_trace_store(engine: Engine) -> TraceStore:

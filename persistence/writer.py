@@ -75,6 +75,8 @@ class TraceWriter:
         self.engine = database_url if isinstance(database_url, Engine) else make_engine(
             database_url or settings.resolved_database_url)
         self.store = make_trace_store(self.engine)
+        # PostgreSQL's store commits from the event loop; the others run in a worker thread.
+        self._insert_async = getattr(self.store, "insert_async", None)
         self.journal = TraceJournal(journal_dir or settings.journal_dir)
         self.max_rows = max_rows or settings.writer_max_rows
         self.queue_size = queue_size or settings.writer_queue_size
@@ -169,9 +171,8 @@ class TraceWriter:
                 await self._replayer
             await self._replay_logging_failures()
         self.journal.close()
-        aclose = getattr(self.store, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if self._insert_async is not None:
+            await self.store.aclose()
         self.engine.dispose()
 
     # -- group commit -------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ class TraceWriter:
         unreachable (then the group is journaled). A rejected group goes to
         :meth:`_write`, which tells the faulty call from the others.
         """
-        insert_async = getattr(self.store, "insert_async", None)
+        insert_async = self._insert_async
         if insert_async is None or time.monotonic() < self._database_down_until:
             return await asyncio.to_thread(self._write, calls)
         traces = [trace for call in calls for trace in call.traces]

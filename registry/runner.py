@@ -91,7 +91,7 @@ def load_checked(entry: ModelEntry) -> Any:
     return model
 
 
-def fast_path(entry: ModelEntry, model: Any) -> RowEncoder | None:
+def checked_encoder(entry: ModelEntry, model: Any) -> RowEncoder | None:
     """The array-level fast path of ``model``, if it has one and it gives the pipeline's own answers.
 
     Checked on the card's self-check row and on synthetic rows; a pipeline of
@@ -174,7 +174,7 @@ class ModelRunner:
                 started = time.perf_counter()
                 try:
                     model = load_checked(self.entry)
-                    self._encoder = fast_path(self.entry, model)
+                    self._encoder = checked_encoder(self.entry, model)
                     self._model = model
                 except ModelUnavailable as exc:
                     self.entry.invalid_reason = str(exc)
