@@ -25,7 +25,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     """One ``python3 -m benchmarks.run --quick`` of every system: its printed report and its JSON results."""
     reachable, why = _postgres_reachable()
     need("postgres", reachable, why)
-    from benchmarks.run import BenchmarkError, ensure_wrk
+    from benchmarks.common import BenchmarkError
+    from benchmarks.load import ensure_wrk
 
     try:
         ensure_wrk()
@@ -44,7 +45,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
 
 
 def test_the_table_has_a_row_per_system(quick_run: tuple[str, dict]) -> None:
-    from benchmarks.run import LABELS
+    from benchmarks.common import LABELS
 
     printed, results = quick_run
     assert set(results["results"]) == set(SYSTEMS)
