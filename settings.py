@@ -54,6 +54,21 @@ class Settings(BaseSettings):
                                    description="Traces waiting for a commit before requests wait (back-pressure).")
     replay_interval_s: float = Field(default=2.0, gt=0, description="How often journaled traces are replayed.")
 
+    dashboard_database_url: str | None = Field(
+        default=None, validation_alias="FUTURISYS_DASHBOARD_DATABASE_URL",
+        description="Database the dashboard reads (ideally as a read-only role); unset: the service's database.")
+    dashboard_cache_ttl_s: float = Field(default=30.0, gt=0,
+                                         description="How long the dashboard keeps a query's result.")
+    drift_min_rows: int = Field(default=100, ge=1,
+                                description="Live rows a model version needs before the Drift page gives a verdict.")
+    drift_max_rows: int = Field(default=50_000, ge=1,
+                                description="Most recent traces per model version the Drift page reads (a sample "
+                                            "beyond it).")
+    dashboard_max_export_rows: int = Field(default=100_000, ge=1,
+                                           description="Row cap of the Predictions page's CSV export.")
+    browser_path: Path = Field(default=Path("/usr/bin/chromium"),
+                               description="Chromium or Chrome used by the dashboard's browser test.")
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL in force: ``DATABASE_URL`` or the embedded SQLite file."""

@@ -1,0 +1,30 @@
+"""The Futurisys dashboard: ``streamlit run dashboard/app.py`` (reads the trace database, never writes).
+
+One page per question: how is the service doing (Service), what did it answer
+for this request and can we reproduce it (Predictions), which model does
+better on our traffic (Models), has the input population moved (Drift).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the path
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard.context import sidebar_window  # noqa: E402
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="Futurisys attrition — dashboard", layout="wide")
+sidebar_window()
+navigation = st.navigation([
+    st.Page(PAGES / "service.py", title="Service", url_path="service", default=True),
+    st.Page(PAGES / "predictions.py", title="Predictions", url_path="predictions"),
+    st.Page(PAGES / "models.py", title="Models", url_path="models"),
+    st.Page(PAGES / "drift.py", title="Drift", url_path="drift"),
+])
+navigation.run()

@@ -1,0 +1,162 @@
+"""What every page shares: the read-only database connection, the time window, cached queries, the empty state."""
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import sqlalchemy as sa
+import streamlit as st
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from dashboard import queries
+from dashboard.queries import Window
+from persistence.database import normalize_url
+from settings import settings
+
+WINDOWS = {"Last hour": timedelta(hours=1), "Last 24 hours": timedelta(hours=24), "Last 7 days": timedelta(days=7),
+           "All": None, "Custom range": None}
+DEFAULT_WINDOW = "Last 24 hours"
+WINDOW_KEY = "window"
+CUSTOM_RANGE_KEY = "window_range"
+
+COUNTING_NOTE = ("A **request** is an HTTP call (a batch counts once); a **row** is a trace (one per predicted "
+                 "employee). An **error** is a trace with status `error` and no prediction; a **fallback** a row "
+                 "served by the default model after its model failed.")
+
+GET_DATA = """No prediction has been traced in this database yet. To get data:
+
+```bash
+bentoml serve                                  # the service, on 127.0.0.1:3000
+python3 -m dashboard.demo_traffic --requests 600 --shift   # realistic traffic, some inputs shifted
+```
+
+then reload this page."""
+
+
+def database_url() -> str:
+    """The database the dashboard reads: ``FUTURISYS_DASHBOARD_DATABASE_URL``, else the service's."""
+    return settings.dashboard_database_url or settings.resolved_database_url
+
+
+def _sqlite_read_only(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA query_only = ON")
+        cursor.execute("PRAGMA busy_timeout = 5000")
+    finally:
+        cursor.close()
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: read-only transactions on PostgreSQL, ``query_only`` and ``mode=ro`` on SQLite.
+
+    A SQLite file that does not exist is not created (connecting fails instead).
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "").expanduser()
+        readonly = make_url(f"sqlite:///file:{path}?mode=ro&uri=true")
+        engine = sa.create_engine(readonly)
+        event.listen(engine, "connect", _sqlite_read_only)
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=2, max_overflow=2,
+                            connect_args={"connect_timeout": 5, "options": "-c default_transaction_read_only=on"})
+
+
+@st.cache_resource(show_spinner=False)
+def engine_for(url: str) -> Engine:
+    """The process-wide read-only engine of ``url``."""
+    return read_only_engine(url)
+
+
+def engine() -> Engine:
+    """The read-only engine of the dashboard's database."""
+    return engine_for(database_url())
+
+
+@st.cache_data(ttl=settings.dashboard_cache_ttl_s, show_spinner=False)
+def _cached(query: str, url: str, start: datetime | None, end: datetime | None, arguments: tuple) -> Any:
+    function: Callable[..., Any] = getattr(queries, query)
+    return function(engine_for(url), Window(start, end), *arguments)
+
+
+def cached_query(query: str, window: Window, *arguments: Any) -> Any:
+    """Run ``queries.<query>(engine, window, *arguments)``, cached for ``dashboard_cache_ttl_s``."""
+    return _cached(query, database_url(), window.start, window.end, tuple(arguments))
+
+
+@st.cache_data(ttl=settings.dashboard_cache_ttl_s, show_spinner=False)
+def _database_state(url: str) -> tuple[bool, str, datetime | None]:
+    try:
+        reader = engine_for(url)
+        if not queries.trace_table_exists(reader):
+            return False, "the database has no trace table yet (the service creates it at its first start)", None
+        return True, "", queries.any_trace_received_at(reader)
+    except sa.exc.OperationalError as exc:
+        return False, f"cannot open the database: {exc.orig.__class__.__name__}: {exc.orig}", None
+
+
+def sidebar_window() -> None:
+    """The time window widgets of the sidebar, shared by every page (kept in the session state)."""
+    st.sidebar.selectbox("Time window", list(WINDOWS), index=list(WINDOWS).index(DEFAULT_WINDOW), key=WINDOW_KEY)
+    if st.session_state.get(WINDOW_KEY) == "Custom range":
+        today = datetime.now(timezone.utc).date()
+        st.sidebar.date_input("From / to (UTC, inclusive)", value=(today - timedelta(days=7), today),
+                              key=CUSTOM_RANGE_KEY)
+    backend = queries.backend(engine())
+    st.sidebar.caption(f"Database: {backend} (read-only), queries cached {settings.dashboard_cache_ttl_s:g} s.")
+
+
+def current_window() -> Window:
+    """The window chosen in the sidebar; relative windows start on a whole minute, so the cache can serve them."""
+    choice = st.session_state.get(WINDOW_KEY, DEFAULT_WINDOW)
+    if choice == "Custom range":
+        chosen = st.session_state.get(CUSTOM_RANGE_KEY) or ()
+        if len(chosen) == 2 and all(isinstance(d, date) for d in chosen):
+            start = datetime.combine(chosen[0], time.min, tzinfo=timezone.utc)
+            end = datetime.combine(chosen[1] + timedelta(days=1), time.min, tzinfo=timezone.utc)
+            return Window(start, end)
+        return Window()
+    span = WINDOWS.get(choice)
+    if span is None:
+        return Window()
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return Window(now - span, None)
+
+
+def window_label() -> str:
+    """The window in words, for captions."""
+    return str(st.session_state.get(WINDOW_KEY, DEFAULT_WINDOW)).lower()
+
+
+def require_traces(window: Window) -> dict[str, Any]:
+    """The window's totals; shows the empty state and stops the page when there is nothing to show."""
+    ready, why, newest = _database_state(database_url())
+    if not ready:
+        st.info(f"Nothing to show yet: {why}.\n\n{GET_DATA}")
+        st.stop()
+    if newest is None:
+        st.info(GET_DATA)
+        st.stop()
+    totals = cached_query("trace_totals", window)
+    if totals["rows"] == 0:
+        st.info(f"No trace in the {window_label()}: the newest trace was received at "
+                f"{newest:%Y-%m-%d %H:%M:%S} UTC. Choose a wider time window in the sidebar.")
+        st.stop()
+    return totals
+
+
+def chart_step(window: Window, totals: dict[str, Any]) -> int:
+    """The bucket width (seconds) of charts over time for the window."""
+    start = window.start or totals["first"]
+    end = window.end or totals["last"] or start
+    return queries.time_step(max(end - start, timedelta(minutes=1)))
+
+
+def percent(value: float | None) -> str:
+    """A share as a percentage with one decimal."""
+    return "–" if value is None or pd.isna(value) else f"{100 * value:.1f} %"

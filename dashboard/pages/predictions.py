@@ -1,0 +1,111 @@
+"""Predictions: what did the service answer, and can we reproduce it? The filtered traces and one request's audit."""
+from __future__ import annotations
+
+import altair as alt
+import streamlit as st
+
+from attrition.schema import NEGATIVE_LABEL, POSITIVE_LABEL
+from dashboard import queries
+from dashboard.audit import input_standing, read_card, reproduce, rows_csv, trace_json
+from dashboard.context import COUNTING_NOTE, cached_query, current_window, engine, require_traces, window_label
+from dashboard.queries import PredictionFilter
+from settings import settings
+
+TABLE_ROWS = 500
+LABELS = {"Any": None, POSITIVE_LABEL: 1, NEGATIVE_LABEL: 0}
+
+
+def audit_view(request_id: str) -> None:
+    """The audit of one request: its inputs against training, the answer, the model, timings, reproduce."""
+    trace = queries.trace_by_request_id(engine(), request_id)
+    if trace is None:
+        st.warning(f"No trace has the request id `{request_id}`.")
+        return
+    st.header(f"Audit of request {request_id}")
+    card = read_card(settings.models_dir, trace["model_name"], trace["model_version"])
+    label = {1: POSITIVE_LABEL, 0: NEGATIVE_LABEL}.get(trace["prediction"], "none (error)")
+    answer, probability, threshold, fallback = st.columns(4)
+    answer.metric("Predicted label", label)
+    probability.metric("Probability of leaving", "–" if trace["probability"] is None
+                       else f"{trace['probability']:.6f}")
+    threshold.metric("Threshold", "–" if trace["threshold"] is None else f"{trace['threshold']:.6f}")
+    fallback.metric("Fallback", "yes" if trace["fallback"] else "no")
+    row = "" if trace["batch_index"] is None else f" (row {trace['batch_index']})"
+    employee_id = "–" if trace["employee_id"] is None else str(trace["employee_id"])
+    error = f": {trace['error']}" if trace["error"] else ""
+    inference = "–" if trace["inference_ms"] is None else f"{trace['inference_ms']:.2f} ms"
+    st.markdown(
+        f"**Model** `{trace['model_name']}:{trace['model_version']}` (asked: `{trace['requested_model']}`) · "
+        f"**artifact sha256** `{trace['model_sha256']}`  \n"
+        f"**Received** {trace['received_at']:%Y-%m-%d %H:%M:%S.%f} UTC · **endpoint** `{trace['endpoint']}`{row} · "
+        f"**employee id** {employee_id} · **status** {trace['status']}{error}  \n"
+        f"**Timings** inference {inference} · total {trace['total_ms']:.2f} ms · service {trace['service_version']}")
+    st.subheader("The 30 inputs, against the model's training reference")
+    if card is None:
+        st.caption(f"The card of {trace['model_name']}:{trace['model_version']} is not in {settings.models_dir}.")
+    standing = input_standing(trace["inputs"] or {}, card)
+    outside = int(standing["outside training"].sum())
+    st.caption(f"{outside} of 30 inputs outside what training saw." if outside else
+               "Every input is within what training saw.")
+    st.dataframe(standing, hide_index=True, width="stretch", key="audit_inputs")
+    if st.button("Reproduce this answer", key="reproduce", help="Load the stored model version from models/, check "
+                 "its sha256, re-score the stored inputs and compare with the stored probability."):
+        outcome = reproduce(trace, settings.models_dir)
+        (st.success if outcome.matches else st.error)(outcome.verdict)
+        st.caption(f"Stored sha256 {outcome.stored_sha256} · artifact sha256 {outcome.artifact_sha256}")
+    st.download_button("This trace as JSON", data=trace_json(trace), file_name=f"trace-{request_id}.json",
+                       mime="application/json", key="trace_json")
+
+
+st.title("Predictions")
+st.caption(f"What did the service answer? Traces of the {window_label()}, newest first. {COUNTING_NOTE}")
+window = current_window()
+require_traces(window)
+volume = cached_query("model_volume", window)
+
+names, versions, label, probability, employee = st.columns([2, 2, 1, 2, 1])
+chosen_names = names.multiselect("Model", sorted(volume["model_name"].unique()), key="filter_models")
+chosen_versions = versions.multiselect("Version", sorted(volume["model_version"].unique()), key="filter_versions")
+chosen_label = label.selectbox("Predicted label", list(LABELS), key="filter_label")
+low, high = probability.slider("Probability", 0.0, 1.0, (0.0, 1.0), step=0.01, key="filter_probability")
+employee_text = employee.text_input("Employee id", key="filter_employee").strip()
+employee_id = int(employee_text) if employee_text.isdigit() else None
+if employee_text and employee_id is None:
+    employee.caption("An employee id is a whole number.")
+selection = PredictionFilter(tuple(chosen_names), tuple(chosen_versions), LABELS[chosen_label], low, high,
+                             employee_id)
+
+matching = cached_query("prediction_count", window, selection)
+rows = cached_query("prediction_rows", window, selection, TABLE_ROWS)
+st.markdown(f"**{matching:,} rows** match" + (f" (the newest {TABLE_ROWS} below)" if matching > TABLE_ROWS else "")
+            + ". Select a row to open its audit view.")
+table = rows.assign(label=rows["prediction"].map({1: POSITIVE_LABEL, 0: NEGATIVE_LABEL}))
+picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                      key="predictions_table")
+selected_rows = picked.selection.rows if picked is not None else []
+if selected_rows:
+    st.query_params["request_id"] = str(table.iloc[selected_rows[0]]["request_id"])
+
+
+def export_csv() -> bytes:
+    """The filtered rows as CSV, built when the button is clicked."""
+    frame = queries.prediction_rows(engine(), window, selection, settings.dashboard_max_export_rows)
+    return rows_csv(frame)
+
+
+st.download_button(f"Filtered rows as CSV (at most {settings.dashboard_max_export_rows:,})", data=export_csv,
+                   file_name="predictions.csv", mime="text/csv", key="rows_csv")
+
+if not rows.empty:
+    st.altair_chart(
+        alt.Chart(table.dropna(subset=["probability"])).mark_tick().encode(
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("model_name:N", title="model"),
+            color=alt.Color("label:N", title="label"), tooltip=["request_id", "probability", "model_version"],
+        ).properties(height=140, title="Probabilities of the listed rows"),
+        width="stretch")
+
+request_id = st.query_params.get("request_id")
+if request_id:
+    audit_view(str(request_id))
+else:
+    st.caption("No request selected: select a row, or open this page with `?request_id=...`.")

@@ -1,0 +1,229 @@
+"""Every page of the dashboard, run by Streamlit's AppTest against seeded databases on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from attrition.card import ModelCard
+from dashboard import queries
+from dashboard.audit import read_card, rows_csv, trace_json
+from dashboard.context import read_only_engine
+from dashboard.queries import PredictionFilter, Window
+from persistence.database import make_engine
+from persistence.schema import prediction_traces
+from settings import settings
+from tests.dashboard.conftest import APP
+from tests.dashboard.seed import (AUDITED_REQUEST, LOGISTIC, SHIFTED_INPUT, SHIFTED_VALUE, TAMPERED_REQUEST,
+                                  SeedCounts)
+
+SERVICE, PREDICTIONS, MODELS, DRIFT = "pages/service.py", "pages/predictions.py", "pages/models.py", "pages/drift.py"
+
+
+def run_page(page: str, request_id: str | None = None) -> AppTest:
+    """Run the dashboard on ``page`` (optionally with ``?request_id=``); fails on any Streamlit exception."""
+    app = AppTest.from_file(str(APP), default_timeout=60)
+    if request_id is not None:
+        app.query_params["request_id"] = request_id
+    app.run()
+    if page != SERVICE:
+        app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    """The page's headline metrics, label to shown value."""
+    return {m.label: m.value for m in app.metric}
+
+
+def chart_specs(app: AppTest) -> list[dict]:
+    """The Vega-Lite specs of the page's Altair charts."""
+    return [json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart")]
+
+
+def encoded_fields(spec: dict) -> set[str]:
+    """Every data field a chart spec encodes (in any layer)."""
+    fields: set[str] = set()
+    for layer in [spec, *spec.get("layer", [])]:
+        fields.update(channel["field"] for channel in layer.get("encoding", {}).values()
+                      if isinstance(channel, dict) and "field" in channel)
+    return fields
+
+
+@pytest.fixture
+def seeded_dashboard(seeded: tuple[str, SeedCounts], read_from: Callable[[str], None]) -> tuple[str, SeedCounts]:
+    """The dashboard reading the seeded database."""
+    read_from(seeded[0])
+    return seeded
+
+
+def test_service_page_counts_requests_rows_and_errors_of_the_last_24_hours(seeded_dashboard) -> None:
+    url, seed = seeded_dashboard
+    app = run_page(SERVICE)
+    shown = metrics(app)
+    assert shown["Requests"] == f"{seed.requests_24h:,}"
+    assert shown["Rows"] == f"{seed.rows_24h:,}"
+    assert shown["Error rate"] == f"{100 * seed.error_rate_24h:.1f} %"
+    assert shown["Fallback rate"] == f"{100 * seed.fallbacks_24h / seed.rows_24h:.1f} %"
+    assert shown["Batch share of requests"] == f"{100 * 3 / seed.requests_24h:.1f} %"  # 3 batch calls
+    approximate = url.startswith("sqlite")
+    assert ("p95 total latency (approx.)" in shown) is approximate
+    assert ("p95 total latency" in shown) is not approximate
+    specs = chart_specs(app)
+    assert len(specs) == 5
+    assert {"time", "requests", "model"} <= encoded_fields(specs[0])
+    assert {"time", "rows", "model"} <= encoded_fields(specs[1])
+    assert {"time", "ms", "percentile", "measure"} <= encoded_fields(specs[2])
+    assert {"time", "share", "rate"} <= encoded_fields(specs[3])
+
+
+def test_service_page_follows_the_sidebar_window(seeded_dashboard) -> None:
+    _, seed = seeded_dashboard
+    app = run_page(SERVICE)
+    assert app.sidebar.selectbox(key="window").value == "Last 24 hours"
+    # The sidebar's widgets drop out of AppTest's tree after a rerun: the window is set through the session state.
+    app.session_state["window"] = "All"
+    app.run()
+    assert metrics(app)["Rows"] == f"{seed.rows_all:,}" and metrics(app)["Requests"] == f"{seed.requests_all:,}"
+    app.session_state["window"] = "Last hour"
+    app.run()
+    assert not app.metric
+    assert "No trace in the last hour" in app.info[0].value
+
+
+def test_predictions_page_opens_the_audit_view_and_reproduces_the_answer(seeded_dashboard) -> None:
+    url, seed = seeded_dashboard
+    stored = queries.trace_by_request_id(read_only_engine(url), AUDITED_REQUEST)
+    app = run_page(PREDICTIONS, request_id=AUDITED_REQUEST)
+    assert f"**{seed.rows_24h:,} rows** match" in app.markdown[0].value
+    listed = app.dataframe[0].value
+    assert len(listed) == seed.rows_24h and AUDITED_REQUEST in set(listed["request_id"])
+    assert app.header[0].value == f"Audit of request {AUDITED_REQUEST}"
+    shown = metrics(app)
+    assert shown["Probability of leaving"] == f"{stored['probability']:.6f}"
+    assert shown["Predicted label"] == ("Oui" if stored["prediction"] == 1 else "Non")
+    inputs = app.dataframe[1].value
+    assert len(inputs) == 30
+    assert inputs.set_index("input").loc[SHIFTED_INPUT, "value"] == SHIFTED_VALUE
+    assert inputs.set_index("input").loc["age", "in training"].startswith("percentile ")
+    assert stored["model_sha256"] in " ".join(m.value for m in app.markdown)
+    app.button(key="reproduce").click().run()
+    assert [s.value for s in app.success] == [f"reproduced: {stored['probability']:.6f} is the stored probability"]
+    assert not app.error
+
+
+def test_reproduce_reports_a_mismatch_for_a_tampered_trace(seeded_dashboard) -> None:
+    url, _ = seeded_dashboard
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.update(prediction_traces).where(prediction_traces.c.request_id == TAMPERED_REQUEST)
+                               .values(probability=prediction_traces.c.probability + 0.01))
+    finally:
+        engine.dispose()
+    app = run_page(PREDICTIONS, request_id=TAMPERED_REQUEST)
+    app.button(key="reproduce").click().run()
+    assert not app.success
+    assert app.error[0].value.startswith("mismatch: the model gives ")
+
+
+def test_predictions_filter_and_exports(seeded_dashboard) -> None:
+    url, seed = seeded_dashboard
+    app = run_page(PREDICTIONS)
+    app.selectbox(key="filter_label").set_value("Oui").run()
+    since = datetime.now(timezone.utc) - timedelta(hours=24)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            positives = connection.execute(sa.select(sa.func.count()).where(
+                prediction_traces.c.prediction == 1, prediction_traces.c.received_at >= since)).scalar_one()
+    finally:
+        engine.dispose()
+    assert 0 < positives < seed.rows_24h
+    assert f"**{positives:,} rows** match" in app.markdown[0].value
+    assert set(app.dataframe[0].value["label"]) == {"Oui"}
+    assert app.caption[-1].value.startswith("No request selected")
+    reader = read_only_engine(url)
+    exported = rows_csv(queries.prediction_rows(reader, Window(since), PredictionFilter(), 10_000)).decode()
+    assert len(exported.strip().splitlines()) == seed.rows_24h + 1 and exported.startswith("request_id,received_at")
+    document = json.loads(trace_json(queries.trace_by_request_id(reader, AUDITED_REQUEST)))
+    assert document["request_id"] == AUDITED_REQUEST and len(document["inputs"]) == 30
+
+
+def test_models_page_compares_cards_and_live_volume(seeded_dashboard) -> None:
+    _, seed = seeded_dashboard
+    app = run_page(MODELS)
+    cards = app.dataframe[0].value
+    assert {"logistic_regression:v1", "gradient_boosting:v1", "random_forest:v1", "baseline:v1"} <= set(cards.columns)
+    card = read_card(settings.models_dir, *LOGISTIC)
+    assert isinstance(card, ModelCard)
+    assert cards.loc["CV ROC AUC ± std", "logistic_regression:v1"] == (
+        f"{card.metrics['cv']['roc_auc_mean']:.3f} ± {card.metrics['cv']['roc_auc_std']:.3f}")
+    shown = metrics(app)
+    assert shown["logistic_regression:v1"] == f"{seed.logistic_rows_24h} rows"
+    assert shown["gradient_boosting:v1"] == f"{seed.boosting_rows_24h} rows"
+    specs = chart_specs(app)
+    assert len(specs) == 3  # positive rate, one probability histogram per model version
+    assert {spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else spec.get("title")
+            for spec in specs[1:]} == {"gradient_boosting:v1", "logistic_regression:v1"}
+
+
+def test_drift_page_shows_the_psi_of_the_seeded_shift(seeded_dashboard) -> None:
+    _, seed = seeded_dashboard
+    app = run_page(DRIFT)
+    assert app.selectbox(key="drift_model").value == "logistic_regression:v1"
+    table = app.dataframe[0].value.set_index("input")
+    assert len(table) == 30
+    shares = read_card(settings.models_dir, *LOGISTIC).reference_distributions[SHIFTED_INPUT]["shares"]
+    # Every seeded row works overtime: live shares Oui = 1, Non = 0 (floored at 1e-4).
+    expected = ((shares["Oui"] - 1.0) * math.log(shares["Oui"] / 1.0)
+                + (shares["Non"] - 1e-4) * math.log(shares["Non"] / 1e-4))
+    assert table.loc[SHIFTED_INPUT, "PSI"] == pytest.approx(expected, abs=1e-9)
+    assert table.loc[SHIFTED_INPUT, "severity"].endswith("drift")
+    assert table.loc[SHIFTED_INPUT, "rows"] == seed.logistic_rows_24h
+    assert SHIFTED_INPUT in app.error[0].value
+    assert "PSI** (population stability index): below 0.1 stable" in app.markdown[0].value
+    assert len(chart_specs(app)) == 3
+    app.selectbox(key="drift_model").set_value("gradient_boosting:v1").run()
+    assert app.warning[0].value.startswith(f"No verdict: {seed.boosting_rows_24h} rows of gradient_boosting:v1")
+    assert app.dataframe[0].value["PSI"].isna().all()
+
+
+def test_drift_counts_bin_numeric_inputs_on_the_reference_edges(seeded_dashboard) -> None:
+    import numpy as np
+
+    from attrition.synthetic import synthetic_employees
+
+    url, _ = seeded_dashboard
+    card = read_card(settings.models_dir, *LOGISTIC)
+    since = datetime.now(timezone.utc) - timedelta(hours=24)
+    counts = queries.drift_counts(read_only_engine(url), Window(since), *LOGISTIC, card.reference_distributions,
+                                  10_000)
+    edges = card.reference_distributions["age"]["histogram"]["edges"]
+    ages = [e["age"] for e in synthetic_employees(150, seed=11)]
+    expected = np.histogram(ages, bins=edges)[0]
+    age = counts[counts["feature"] == "age"].groupby("bin")["rows"].sum()
+    assert [int(age.get(i, 0)) for i in range(len(edges) - 1)] == expected.tolist()
+
+
+@pytest.mark.parametrize("page", [SERVICE, PREDICTIONS, MODELS, DRIFT])
+def test_pages_show_what_to_run_on_an_empty_database(page: str, empty_url: str, read_from) -> None:
+    read_from(empty_url)
+    app = run_page(page)
+    assert "No prediction has been traced in this database yet" in app.info[-1].value
+    assert "python3 -m dashboard.demo_traffic" in app.info[-1].value
+    assert not app.get("vega_lite_chart")
+
+
+def test_a_missing_database_file_is_an_empty_state_not_an_error(tmp_path, read_from) -> None:
+    path = tmp_path / "never-created.db"
+    read_from(f"sqlite:///{path}")
+    app = run_page(SERVICE)
+    assert app.info[0].value.startswith("Nothing to show yet: cannot open the database")
+    assert not path.exists()  # the dashboard never creates (writes) the database
