@@ -10,6 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+ARTIFACT_FILE = "model.joblib"
+"""The trained pipeline of a model version, beside its card."""
+CARD_FILE = "card.json"
+"""The card of a model version: ``models/<name>/<version>/card.json``."""
+
 
 class SelfCheck(BaseModel):
     """A synthetic employee and the probability the model gave it at training time."""

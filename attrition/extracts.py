@@ -8,15 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attrition.schema import FEATURE_NAMES, FEATURES, TARGET
+from attrition.schema import (EMPLOYEE_ID, EVAL_FILE, FEATURE_NAMES, FEATURES, POSITIVE_LABEL, SIRH_FILE, SONDAGE_FILE,
+                              TARGET)
 
 if TYPE_CHECKING:  # imported where used: the service needs this module's names, not pandas
     import pandas as pd
 
-SIRH_FILE = "extrait_sirh.csv"
-EVAL_FILE = "extrait_eval.csv"
-SONDAGE_FILE = "extrait_sondage.csv"
-EMPLOYEE_ID = "id_employee"
+__all__ = ["EMPLOYEE_ID", "EVAL_FILE", "SIRH_FILE", "SONDAGE_FILE", "ExtractError", "load_employees"]
 
 
 class ExtractError(ValueError):
@@ -121,5 +119,5 @@ def load_employees(directory: str | Path) -> pd.DataFrame:
 def features_and_target(employees: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Split joined employees into the 30 input fields and a 0/1 target (1 = left)."""
 
-    target = (employees[TARGET] == "Oui").astype("int64")
+    target = (employees[TARGET] == POSITIVE_LABEL).astype("int64")
     return employees.loc[:, list(FEATURE_NAMES)], target

@@ -91,9 +91,13 @@ EXAMPLE_EMPLOYEE: dict[str, Any] = {
 """A made-up (synthetic) employee, used as the OpenAPI example and the models' self-check row."""
 
 
-SIRH = "extrait_sirh.csv"
-EVAL = "extrait_eval.csv"
-SONDAGE = "extrait_sondage.csv"
+SIRH_FILE = "extrait_sirh.csv"
+EVAL_FILE = "extrait_eval.csv"
+SONDAGE_FILE = "extrait_sondage.csv"
+"""The three HR extracts, by file name; each field's ``source`` is one of them."""
+EXTRACT_FILES = (SIRH_FILE, EVAL_FILE, SONDAGE_FILE)
+EMPLOYEE_ID = "id_employee"
+"""The employee id column of the extracts and of the ``employees`` table."""
 
 
 class Employee(BaseModel):
@@ -103,40 +107,42 @@ class Employee(BaseModel):
                               json_schema_extra={"example": EXAMPLE_EMPLOYEE})
 
     # extrait_sirh.csv
-    age: int = _count(16, 75, "Age in years.", SIRH)
-    genre: Genre = _category("Gender.", SIRH)
-    revenu_mensuel: int = _count(500, 100_000, "Monthly gross income.", SIRH)
-    statut_marital: StatutMarital = _category("Marital status.", SIRH)
-    departement: Departement = _category("Department.", SIRH)
-    poste: Poste = _category("Job title.", SIRH)
-    nombre_experiences_precedentes: int = _count(0, 30, "Number of previous employers.", SIRH)
-    nombre_heures_travailless: int = _count(1, 100, "Standard hours worked (80 in every extract row).", SIRH)
-    annee_experience_totale: int = _count(0, 60, "Total years of professional experience.", SIRH)
-    annees_dans_l_entreprise: int = _count(0, 60, "Years in the company.", SIRH)
-    annees_dans_le_poste_actuel: int = _count(0, 60, "Years in the current position.", SIRH)
+    age: int = _count(16, 75, "Age in years.", SIRH_FILE)
+    genre: Genre = _category("Gender.", SIRH_FILE)
+    revenu_mensuel: int = _count(500, 100_000, "Monthly gross income.", SIRH_FILE)
+    statut_marital: StatutMarital = _category("Marital status.", SIRH_FILE)
+    departement: Departement = _category("Department.", SIRH_FILE)
+    poste: Poste = _category("Job title.", SIRH_FILE)
+    nombre_experiences_precedentes: int = _count(0, 30, "Number of previous employers.", SIRH_FILE)
+    nombre_heures_travailless: int = _count(1, 100, "Standard hours worked (80 in every extract row).", SIRH_FILE)
+    annee_experience_totale: int = _count(0, 60, "Total years of professional experience.", SIRH_FILE)
+    annees_dans_l_entreprise: int = _count(0, 60, "Years in the company.", SIRH_FILE)
+    annees_dans_le_poste_actuel: int = _count(0, 60, "Years in the current position.", SIRH_FILE)
     # extrait_eval.csv
-    satisfaction_employee_environnement: int = _count(1, 4, "Satisfaction with the work environment (1-4).", EVAL)
-    note_evaluation_precedente: int = _count(1, 4, "Previous yearly evaluation (1-4).", EVAL)
-    niveau_hierarchique_poste: int = _count(1, 5, "Hierarchical level of the position (1-5).", EVAL)
-    satisfaction_employee_nature_travail: int = _count(1, 4, "Satisfaction with the nature of the work (1-4).", EVAL)
-    satisfaction_employee_equipe: int = _count(1, 4, "Satisfaction with the team (1-4).", EVAL)
-    satisfaction_employee_equilibre_pro_perso: int = _count(1, 4, "Satisfaction with work-life balance (1-4).", EVAL)
-    note_evaluation_actuelle: int = _count(1, 4, "Current yearly evaluation (1-4).", EVAL)
-    heure_supplementaires: OuiNon = _category("Works overtime.", EVAL)
+    satisfaction_employee_environnement: int = _count(1, 4, "Satisfaction with the work environment (1-4).", EVAL_FILE)
+    note_evaluation_precedente: int = _count(1, 4, "Previous yearly evaluation (1-4).", EVAL_FILE)
+    niveau_hierarchique_poste: int = _count(1, 5, "Hierarchical level of the position (1-5).", EVAL_FILE)
+    satisfaction_employee_nature_travail: int = _count(
+        1, 4, "Satisfaction with the nature of the work (1-4).", EVAL_FILE)
+    satisfaction_employee_equipe: int = _count(1, 4, "Satisfaction with the team (1-4).", EVAL_FILE)
+    satisfaction_employee_equilibre_pro_perso: int = _count(
+        1, 4, "Satisfaction with work-life balance (1-4).", EVAL_FILE)
+    note_evaluation_actuelle: int = _count(1, 4, "Current yearly evaluation (1-4).", EVAL_FILE)
+    heure_supplementaires: OuiNon = _category("Works overtime.", EVAL_FILE)
     augementation_salaire_precedente: int = _count(
-        0, 100, "Last salary raise, in percent (11 for the extract's \"11 %\").", EVAL)
+        0, 100, "Last salary raise, in percent (11 for the extract's \"11 %\").", EVAL_FILE)
     # extrait_sondage.csv
-    nombre_participation_pee: int = _count(0, 10, "Number of company savings plan participations.", SONDAGE)
-    nb_formations_suivies: int = _count(0, 20, "Number of trainings followed last year.", SONDAGE)
+    nombre_participation_pee: int = _count(0, 10, "Number of company savings plan participations.", SONDAGE_FILE)
+    nb_formations_suivies: int = _count(0, 20, "Number of trainings followed last year.", SONDAGE_FILE)
     nombre_employee_sous_responsabilite: int = _count(
-        0, 1_000, "Number of direct reports (1 in every extract row).", SONDAGE)
-    distance_domicile_travail: int = _count(0, 200, "Commute distance, in km.", SONDAGE)
-    niveau_education: int = _count(1, 5, "Education level (1-5).", SONDAGE)
-    domaine_etude: DomaineEtude = _category("Field of study.", SONDAGE)
-    ayant_enfants: AyantEnfants = _category("Has children (Y in every extract row).", SONDAGE)
-    frequence_deplacement: FrequenceDeplacement = _category("Business travel frequency.", SONDAGE)
-    annees_depuis_la_derniere_promotion: int = _count(0, 60, "Years since the last promotion.", SONDAGE)
-    annes_sous_responsable_actuel: int = _count(0, 60, "Years under the current manager.", SONDAGE)
+        0, 1_000, "Number of direct reports (1 in every extract row).", SONDAGE_FILE)
+    distance_domicile_travail: int = _count(0, 200, "Commute distance, in km.", SONDAGE_FILE)
+    niveau_education: int = _count(1, 5, "Education level (1-5).", SONDAGE_FILE)
+    domaine_etude: DomaineEtude = _category("Field of study.", SONDAGE_FILE)
+    ayant_enfants: AyantEnfants = _category("Has children (Y in every extract row).", SONDAGE_FILE)
+    frequence_deplacement: FrequenceDeplacement = _category("Business travel frequency.", SONDAGE_FILE)
+    annees_depuis_la_derniere_promotion: int = _count(0, 60, "Years since the last promotion.", SONDAGE_FILE)
+    annes_sous_responsable_actuel: int = _count(0, 60, "Years under the current manager.", SONDAGE_FILE)
 
     @model_validator(mode="after")
     def _check_career_consistency(self) -> "Employee":

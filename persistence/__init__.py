@@ -1,8 +1,11 @@
 """Where prediction traces and imported employees are stored.
 
-``schema`` (SQLAlchemy models), ``database`` (engines), ``migrate`` (Alembic),
-``traces`` (the trace record), ``writer`` (group commit + local journal),
-``dataset`` (import of the HR extracts), ``queries`` (reads of the trace).
+``traces`` (the trace record: the one declaration of its columns),
+``schema`` (the tables), ``columns`` (shared column types), ``database``
+(engines), ``migrate`` (Alembic), ``writer`` (group commit), ``journal`` (the
+local journal while the database is unreachable), ``replay`` (journal →
+database), ``store`` (COPY / executemany), ``dataset`` (import of the HR
+extracts), ``queries`` (reads of the trace).
 Importing this package imports none of them: the dashboard takes only what
 it reads.
 """

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="migrate the database to the latest schema (alembic upgrade head)")
     importing = commands.add_parser("import-dataset", help="import the employees of the HR extracts")
     importing.add_argument("directory", type=Path,
-                           help="directory holding extrait_sirh.csv, extrait_eval.csv and extrait_sondage.csv")
+                           help="directory holding the three HR extracts (extrait_*.csv)")
     importing.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 

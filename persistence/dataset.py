@@ -15,9 +15,11 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from attrition.extracts import EMPLOYEE_ID, ExtractError, load_employees
-from attrition.schema import FEATURE_NAMES, FEATURES, NEGATIVE_LABEL, POSITIVE_LABEL, TARGET, Employee
-from persistence.schema import employees, utcnow
+from attrition.extracts import ExtractError, load_employees
+from attrition.schema import (EMPLOYEE_ID, FEATURE_NAMES, FEATURES, NEGATIVE_LABEL, POSITIVE_LABEL, SONDAGE_FILE,
+                              TARGET, Employee)
+from persistence.columns import utcnow
+from persistence.schema import employees
 
 if TYPE_CHECKING:  # the service imports this module for lookups; pandas only matters to the import
     import pandas as pd
@@ -49,7 +51,7 @@ def employee_rows(frame: pd.DataFrame, directory: Path) -> list[dict[str, Any]]:
             source = directory / _SOURCE_OF.get(field, "")
             raise ExtractError(f"{source}: employee {employee_id}: {field or 'row'}: {error['msg']}") from exc
         if target not in (POSITIVE_LABEL, NEGATIVE_LABEL):
-            raise ExtractError(f"{directory / 'extrait_sondage.csv'}: employee {employee_id}: "
+            raise ExtractError(f"{directory / SONDAGE_FILE}: employee {employee_id}: "
                                f"{TARGET} is {target!r}, expected {POSITIVE_LABEL} or {NEGATIVE_LABEL}")
         rows.append({EMPLOYEE_ID: int(employee_id), **values, TARGET: target})
     return rows
@@ -113,4 +115,5 @@ def get_employee(engine: Engine, employee_id: int) -> dict[str, Any] | None:
     columns = [employees.c[name] for name in FEATURE_NAMES]
     with engine.connect() as connection:
         row = connection.execute(sa.select(*columns).where(employees.c[EMPLOYEE_ID] == employee_id)).mappings().first()
-    return dict(row) if row is not None else None
+    # Keyed by the schema's own names: the row's keys are SQLAlchemy's quoted names, which orjson refuses.
+    return {name: row[name] for name in FEATURE_NAMES} if row is not None else None

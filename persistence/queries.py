@@ -9,42 +9,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Engine
 
 from persistence.schema import prediction_traces as traces
+from persistence.traces import as_record
 
 MAX_PAGE_SIZE = 500
 """The largest ``limit`` of :func:`list_traces`."""
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _as_trace(row: RowMapping) -> dict[str, Any]:
-    return {
-        "request_id": row["request_id"],
-        "endpoint": row["endpoint"],
-        "received_at": _iso(row["received_at"]),
-        "created_at": _iso(row["created_at"]),
-        "requested_model": row["requested_model"],
-        "employee_id": row["employee_id"],
-        "batch_index": row["batch_index"],
-        "inputs": row["inputs"],
-        "outputs": {
-            "prediction": row["prediction"],
-            "probability": row["probability"],
-            "threshold": row["threshold"],
-            "fallback": row["fallback"],
-        },
-        "model": row["model_name"],
-        "model_version": row["model_version"],
-        "model_sha256": row["model_sha256"],
-        "service_version": row["service_version"],
-        "timings": {"inference_ms": row["inference_ms"], "total_ms": row["total_ms"]},
-        "status": row["status"],
-        "error": row["error"],
-    }
 
 
 def get_trace(engine: Engine, request_id: str) -> dict[str, Any] | None:
@@ -52,7 +23,7 @@ def get_trace(engine: Engine, request_id: str) -> dict[str, Any] | None:
     query = sa.select(traces).where(traces.c.request_id == request_id)
     with engine.connect() as connection:
         row = connection.execute(query).mappings().first()
-    return _as_trace(row) if row is not None else None
+    return as_record(row) if row is not None else None
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -92,5 +63,5 @@ def list_traces(engine: Engine, employee_id: int | None = None, start: datetime 
     count = sa.select(sa.func.count()).select_from(traces).where(*conditions)
     with engine.connect() as connection:
         total = connection.execute(count).scalar_one()
-        items = [_as_trace(row) for row in connection.execute(page).mappings()]
+        items = [as_record(row) for row in connection.execute(page).mappings()]
     return {"items": items, "total": total, "limit": limit, "offset": offset}

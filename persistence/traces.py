@@ -1,4 +1,11 @@
-"""The trace of one prediction: what was asked, what was answered, by which model, how fast."""
+"""The trace of one prediction: what was asked, what was answered, by which model, how fast.
+
+:class:`Trace` is the one declaration of a trace's columns: each field carries
+its SQL type, and the ``prediction_traces`` table (``persistence/schema.py``),
+the COPY column list of the trace writer, the journal lines and the answer of
+``GET /predictions/...`` (:func:`as_record`) are all derived from it. A field
+is nullable in the table exactly when its default is ``None``.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,17 +13,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from persistence.schema import ENDPOINTS, STATUSES, utcnow
+import sqlalchemy as sa
 
+from persistence.columns import JSONDocument, UTCDateTime, utcnow
+
+ENDPOINTS = ("predict", "predict_batch")
+STATUSES = ("ok", "error")
 Endpoint = Literal["predict", "predict_batch"]
 Status = Literal["ok", "error"]
 
-_DATETIME_FIELDS = ("received_at", "created_at")
 
-TRACE_COLUMNS = ("request_id", "received_at", "endpoint", "requested_model", "employee_id", "batch_index", "inputs",
-                 "model_name", "model_version", "model_sha256", "service_version", "prediction",
-                 "probability", "threshold", "fallback", "status", "error", "inference_ms", "total_ms", "created_at")
-"""The columns of ``prediction_traces``, in the order the trace writer copies them."""
+def column(sql_type: Any, *, record: str | None = None, group: str | None = None, **options: Any) -> dict[str, Any]:
+    """A trace field's metadata: its SQL type and column options, and where it sits in the trace record.
+
+    ``record`` renames the field in :func:`as_record` (``model_name`` is
+    answered as ``model``); ``group`` nests it (``outputs``, ``timings``).
+    """
+    return {"sql_type": sql_type, "options": options, "record": record, "group": group}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,29 +41,32 @@ class Trace:
     ``probability`` and ``threshold`` are None when ``status`` is ``"error"``.
     """
 
-    request_id: str
-    received_at: datetime
-    endpoint: Endpoint
-    inputs: dict[str, Any]
-    model_name: str
-    model_version: str
-    service_version: str
-    status: Status
-    total_ms: float
-    requested_model: str | None = None
-    employee_id: int | None = None
-    batch_index: int | None = None
-    model_sha256: str | None = None
-    prediction: int | None = None
-    probability: float | None = None
-    threshold: float | None = None
-    fallback: bool = False
-    error: str | None = None
-    inference_ms: float | None = None
-    created_at: datetime = field(default_factory=utcnow)
+    # The request. The request id is the key: no surrogate id to generate and index on the hot path.
+    request_id: str = field(metadata=column(sa.String(64), primary_key=True))
+    received_at: datetime = field(metadata=column(UTCDateTime))
+    endpoint: Endpoint = field(metadata=column(sa.String(32), comment="predict or predict_batch"))
+    requested_model: str | None = field(default=None, metadata=column(sa.String(200)))
+    employee_id: int | None = field(default=None, metadata=column(sa.BigInteger))
+    batch_index: int | None = field(default=None, metadata=column(sa.Integer))
+    inputs: dict[str, Any] = field(metadata=column(JSONDocument, comment="The 30 fields the model was given."))
+    # The answer
+    model_name: str = field(metadata=column(sa.String(200), record="model"))
+    model_version: str = field(metadata=column(sa.String(200)))
+    model_sha256: str | None = field(default=None, metadata=column(sa.String(64)))
+    service_version: str = field(metadata=column(sa.String(64)))
+    prediction: int | None = field(default=None, metadata=column(sa.SmallInteger, group="outputs"))
+    probability: float | None = field(default=None, metadata=column(sa.Float, group="outputs"))
+    threshold: float | None = field(default=None, metadata=column(sa.Float, group="outputs"))
+    fallback: bool = field(default=False, metadata=column(
+        sa.Boolean, group="outputs", comment="Served by the default model after a failure."))
+    status: Status = field(metadata=column(sa.String(8)))
+    error: str | None = field(default=None, metadata=column(sa.Text))
+    inference_ms: float | None = field(default=None, metadata=column(sa.Float, group="timings"))
+    total_ms: float = field(metadata=column(sa.Float, group="timings"))
+    created_at: datetime = field(default_factory=utcnow, metadata=column(UTCDateTime))
 
     def __post_init__(self) -> None:
-        # Checked here, where the caller's stack shows the culprit, not later in the flusher thread.
+        # Checked here, where the caller's stack shows the culprit, not later in the writer.
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be one of {ENDPOINTS}, not {self.endpoint!r}")
         if self.status not in STATUSES:
@@ -63,7 +79,7 @@ class Trace:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field (timestamps as ISO 8601 strings)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = {name: getattr(self, name) for name in TRACE_COLUMNS}
         for name in _DATETIME_FIELDS:
             data[name] = data[name].isoformat()
         return data
@@ -80,3 +96,27 @@ class Trace:
     def row(self) -> dict[str, Any]:
         """The ``prediction_traces`` row of this trace."""
         return {name: getattr(self, name) for name in TRACE_COLUMNS}
+
+
+TRACE_FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Trace)
+TRACE_COLUMNS: tuple[str, ...] = tuple(f.name for f in TRACE_FIELDS)
+"""The columns of ``prediction_traces``, in table order (also the order the trace writer copies them)."""
+_DATETIME_FIELDS = tuple(f.name for f in TRACE_FIELDS if f.metadata["sql_type"] is UTCDateTime)
+
+
+def trace_columns() -> list[sa.Column[Any]]:
+    """The ``prediction_traces`` columns, one per :class:`Trace` field."""
+    return [sa.Column(f.name, f.metadata["sql_type"], nullable=f.default is None, **f.metadata["options"])
+            for f in TRACE_FIELDS]
+
+
+def as_record(row: Any) -> dict[str, Any]:
+    """A stored trace (a row mapping) as ``GET /predictions`` answers it: JSON-ready, outputs and timings nested."""
+    record: dict[str, Any] = {}
+    for f in TRACE_FIELDS:
+        value = row[f.name]
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        name, group = f.metadata["record"] or f.name, f.metadata["group"]
+        (record.setdefault(group, {}) if group else record)[name] = value
+    return record

@@ -7,14 +7,14 @@ this process's journal file) when the database is unreachable. Concurrent
 calls are grouped: a single flusher task takes everything queued (up to
 ``max_rows``) and writes it in one transaction: on PostgreSQL with an
 asyncio ``COPY`` in the event loop itself, elsewhere in a worker thread, so
-the event loop keeps serving. A replay task moves journaled traces into the
-database once it answers again, exactly once (the request id is unique).
+the event loop keeps serving. Its :class:`~persistence.replay.JournalReplayer`
+moves journaled traces into the database once it answers again, exactly once
+(the request id is unique).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,8 +25,9 @@ from typing import Literal
 from sqlalchemy.engine import URL, Engine
 
 from persistence import metrics
-from persistence.database import is_unreachable, make_engine, ping
-from persistence.journal import TraceJournal, read_journal
+from persistence.database import is_unreachable, make_engine
+from persistence.journal import TraceJournal
+from persistence.replay import JournalReplayer
 from persistence.store import make_trace_store
 from persistence.traces import Trace
 
@@ -71,7 +72,9 @@ class TraceWriter:
         """
         from settings import settings
 
-        # An engine may be shared with the caller's reads: one connection pool per worker, not two.
+        # An engine may be shared with the caller's reads (one connection pool per worker, not two):
+        # then the caller owns it and disposes of it, else the writer does.
+        self._owns_engine = not isinstance(database_url, Engine)
         self.engine = database_url if isinstance(database_url, Engine) else make_engine(
             database_url or settings.resolved_database_url)
         self.store = make_trace_store(self.engine)
@@ -82,6 +85,8 @@ class TraceWriter:
         self.queue_size = queue_size or settings.writer_queue_size
         self.replay_interval_s = replay_interval_s or settings.replay_interval_s
         self.stats = WriterStats()
+        self.replayer = JournalReplayer(self.store, self.journal, self.stats, chunk_rows=self.max_rows,
+                                        interval_s=self.replay_interval_s, on_database_back=self._database_back)
         self._queue: deque[_QueuedCall] = deque()
         self._queued_rows = 0
         self._admitting = 0  # record() calls between their start and their place in the queue
@@ -92,7 +97,6 @@ class TraceWriter:
         # Set when the database failed: until then flushes go straight to the journal instead of
         # each paying a connection attempt. A successful replay pass clears it.
         self._database_down_until = 0.0
-        self._replay_guard = threading.Lock()
 
     @property
     def running(self) -> bool:
@@ -108,7 +112,7 @@ class TraceWriter:
         self._work = asyncio.Event()
         self._stopping = asyncio.Event()
         self._flusher = asyncio.create_task(self._flush_forever(), name="trace-writer-flusher")
-        self._replayer = asyncio.create_task(self._replay_forever(), name="trace-writer-replay")
+        self._replayer = asyncio.create_task(self.replayer.run_forever(self._stopping), name="trace-writer-replay")
 
     async def record(self, traces: Sequence[Trace]) -> Outcome:
         """Store the traces durably; return ``"committed"`` or ``"journaled"`` once they are.
@@ -152,7 +156,7 @@ class TraceWriter:
 
         Returns 0 without touching the journals when the database is unreachable.
         """
-        return await asyncio.to_thread(self._replay_pass)
+        return await self.replayer.replay_once()
 
     async def stop(self) -> None:
         """Flush every queued trace, replay the journals if the database answers, release journal and pool.
@@ -169,11 +173,12 @@ class TraceWriter:
             await self._flusher
             if self._replayer is not None:
                 await self._replayer
-            await self._replay_logging_failures()
+            await self.replayer.replay_logging_failures()
         self.journal.close()
         if self._insert_async is not None:
             await self.store.aclose()
-        self.engine.dispose()
+        if self._owns_engine:
+            self.engine.dispose()
 
     # -- group commit -------------------------------------------------------------------------------
 
@@ -247,6 +252,9 @@ class TraceWriter:
         log.warning("trace database unreachable, journaling: %s", exc)
         self._database_down_until = time.monotonic() + self.replay_interval_s
 
+    def _database_back(self) -> None:
+        self._database_down_until = 0.0
+
     def _count_committed(self, traces: list[Trace]) -> None:
         self.stats.transactions += 1
         self.stats.committed += len(traces)
@@ -287,77 +295,3 @@ class TraceWriter:
         self.stats.journaled += len(traces)
         metrics.JOURNALED.inc(len(traces))
         return ["journaled"] * len(calls)
-
-    # -- journal replay -----------------------------------------------------------------------------
-
-    async def _replay_forever(self) -> None:
-        while not self._closing:
-            await self._replay_logging_failures()
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.replay_interval_s)
-            except TimeoutError:
-                pass
-
-    async def _replay_logging_failures(self) -> int:
-        try:
-            return await asyncio.to_thread(self._replay_pass)
-        except Exception as exc:  # retried at the next interval
-            log.warning("journal replay failed, retrying in %.1f s: %s", self.replay_interval_s, exc)
-            return 0
-
-    def _replay_pass(self) -> int:
-        """Runs in a worker thread: one replay of every journal this process may replay."""
-        with self._replay_guard:
-            own = self.journal.own_files()
-            if not own and not self._orphans_may_exist():
-                return 0
-            if not ping(self.engine):
-                return 0
-            self._database_down_until = 0.0
-            inserted = 0
-            # Rotate first: traces journaled from now on go to a new file, never to one being deleted.
-            for path in self.journal.rotate():
-                inserted += self._replay_file(path)
-                self.journal.forget(path)
-            with self.journal.claim_orphans() as orphans:
-                for path in orphans:
-                    log.info("replaying %s, left by a process that is gone", path.name)
-                    inserted += self._replay_file(path)
-                    self.journal.drop_orphan(path)
-            return inserted
-
-    def _orphans_may_exist(self) -> bool:
-        own = set(self.journal.own_files())
-        return any(path not in own for path in self.journal.directory.glob("journal-*.jsonl"))
-
-    def _replay_file(self, path: Path) -> int:
-        inserted = 0
-        chunk: list[Trace] = []
-        for trace in read_journal(path):
-            chunk.append(trace)
-            if len(chunk) >= self.max_rows:
-                inserted += self._insert_missing(path, chunk)
-                chunk = []
-        if chunk:
-            inserted += self._insert_missing(path, chunk)
-        if inserted:
-            log.info("replayed %d journaled trace(s) from %s", inserted, path.name)
-        return inserted
-
-    def _insert_missing(self, source: Path, traces: list[Trace]) -> int:
-        try:
-            inserted = self.store.insert_missing(traces)
-        except Exception as exc:  # classified just below
-            if is_unreachable(exc):
-                raise
-            if len(traces) > 1:
-                # Find the trace the database refuses, so the others are not held back by it.
-                return sum(self._insert_missing(source, [trace]) for trace in traces)
-            kept = self.journal.quarantine(source, traces)
-            metrics.WRITE_FAILURES.labels("rejected").inc()
-            self.stats.rejected += 1
-            log.error("the database rejects journaled trace %s (%s); kept in %s", traces[0].request_id, exc, kept)
-            return 0
-        self.stats.replayed += inserted
-        metrics.REPLAYED.inc(inserted)
-        return inserted

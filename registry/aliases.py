@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from attrition.card import ARTIFACT_FILE
+
 ALIASES_FILE = "aliases.json"
 CHAMPION = "champion"
 
@@ -29,7 +31,7 @@ def promote(models_dir: str | Path, tag: str, alias: str = CHAMPION) -> dict[str
     """
     models_dir = Path(models_dir)
     name, sep, version = tag.partition(":")
-    if not sep or not (models_dir / name / version / "model.joblib").is_file():
+    if not sep or not (models_dir / name / version / ARTIFACT_FILE).is_file():
         raise ValueError(f"{tag!r} is not a model version in {models_dir} (expected name:version)")
     aliases = read_aliases(models_dir)
     aliases[alias] = tag

@@ -6,6 +6,7 @@ champion.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +16,13 @@ import bentoml
 from pydantic import ValidationError
 
 from attrition.card import ModelCard
+from attrition.errors import UnknownModel
 from registry.aliases import CHAMPION, read_aliases
 from registry.store import ARTIFACT, CARD, PROJECT, PROJECT_LABEL
 
 
-class UnknownModel(LookupError):
-    """A requested model matches no name, version or alias; carries the valid names."""
-
-    def __init__(self, requested: str, valid: list[str]) -> None:
-        super().__init__(f"unknown model {requested!r}; valid names: {', '.join(valid)}")
-        self.requested = requested
-        self.valid = valid
+__all__ = ["ModelCatalogue", "ModelEntry", "UnknownModel"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +34,7 @@ class ModelEntry:
     path: Path
     card: ModelCard | None
     aliases: list[str] = field(default_factory=list)
-    invalid_reason: str | None = None
+    invalid_reason: str | None = None  # set through ModelCatalogue.mark_invalid only
 
     @property
     def tag(self) -> str:
@@ -112,6 +109,16 @@ class ModelCatalogue:
         if versions:
             return versions[-1]
         raise UnknownModel(ref, self.names())
+
+    def mark_invalid(self, entry: ModelEntry, reason: str) -> None:
+        """Record that ``entry`` cannot serve (its artifact, self-check or a prediction failed).
+
+        Its requests are served by the default model from now on, and
+        ``GET /models`` shows the reason.
+        """
+        if entry.invalid_reason is None:
+            log.error("Model %s is invalid: %s", entry.tag, reason)
+        entry.invalid_reason = reason
 
     def describe(self, entry: ModelEntry, loaded: bool) -> dict[str, Any]:
         """A JSON-ready summary of one model for ``GET /models``."""

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -141,8 +142,12 @@ def import_model_libraries() -> None:
 class ModelRunner:
     """Owns one lazily loaded model in this worker and batches the rows of concurrent requests."""
 
-    def __init__(self, entry: ModelEntry, max_batch_size: int = 64, max_latency_ms: float = 2.0) -> None:
+    def __init__(self, entry: ModelEntry, report_invalid: Callable[[ModelEntry, str], None],
+                 max_batch_size: int = 64, max_latency_ms: float = 2.0) -> None:
+        """A runner of ``entry``; ``report_invalid(entry, reason)`` (the catalogue's ``mark_invalid``) is told
+        when the model cannot serve."""
         self.entry = entry
+        self._report_invalid = report_invalid
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000.0
         self._model: Any = None
@@ -177,9 +182,8 @@ class ModelRunner:
                     self._encoder = checked_encoder(self.entry, model)
                     self._model = model
                 except ModelUnavailable as exc:
-                    self.entry.invalid_reason = str(exc)
                     LOAD_FAILURES.labels(self.entry.name, self.entry.version).inc()
-                    logger.error("Model %s is invalid: %s", self.entry.tag, exc)
+                    self._report_invalid(self.entry, str(exc))
                     raise
                 logger.info("Loaded %s in %.0f ms", self.entry.tag, (time.perf_counter() - started) * 1000)
         return self._model
@@ -197,8 +201,9 @@ class ModelRunner:
                 else:
                     probabilities = model.predict_proba(employee_frame(rows))[:, 1]
         except Exception as exc:  # a model that fails on valid input is invalid from now on
-            self.entry.invalid_reason = f"prediction failed: {exc.__class__.__name__}: {exc}"
-            raise ModelUnavailable(self.entry.invalid_reason) from exc
+            reason = f"prediction failed: {exc.__class__.__name__}: {exc}"
+            self._report_invalid(self.entry, reason)
+            raise ModelUnavailable(reason) from exc
         return probabilities
 
     async def predict(self, rows: Sequence[dict[str, Any]]) -> Scores:
@@ -277,7 +282,8 @@ class RunnerPool:
         """The runner of ``entry`` (created, not loaded, on first call)."""
         runner = self._runners.get(entry.tag)
         if runner is None:
-            runner = self._runners[entry.tag] = ModelRunner(entry, self._max_batch_size, self._max_latency_ms)
+            runner = self._runners[entry.tag] = ModelRunner(entry, self.catalogue.mark_invalid,
+                                                            self._max_batch_size, self._max_latency_ms)
         return runner
 
     def is_loaded(self, entry: ModelEntry) -> bool:

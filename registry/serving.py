@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from prometheus_client import Counter
 
+from attrition.errors import DefaultModelUnavailable
 from attrition.schema import NEGATIVE_LABEL, POSITIVE_LABEL
 from registry.catalogue import ModelEntry
 from registry.runner import ModelUnavailable, RunnerPool
@@ -25,8 +26,7 @@ FALLBACKS = Counter(
     ["requested_model", "requested_version"])
 
 
-class DefaultModelUnavailable(RuntimeError):
-    """The default model cannot serve: nothing can answer."""
+__all__ = ["DefaultModelUnavailable", "Served", "serve_rows"]
 
 
 @dataclass
@@ -45,23 +45,6 @@ class Served:
         """The decision threshold of the model that served."""
         assert self.model.card is not None
         return self.model.card.threshold
-
-    def answers(self) -> list[dict[str, Any]]:
-        """One answer body fragment per row (without the request id)."""
-        threshold = self.threshold
-        answers = []
-        for probability in self.probabilities.tolist():
-            prediction = int(probability >= threshold)
-            answers.append({
-                "model": self.model.name,
-                "model_version": self.model.version,
-                "prediction": prediction,
-                "label": POSITIVE_LABEL if prediction else NEGATIVE_LABEL,
-                "probability": round(probability, 6),
-                "threshold": threshold,
-                "fallback": self.fallback,
-            })
-        return answers
 
 
 async def serve_rows(pool: RunnerPool, requested: ModelEntry, rows: Sequence[dict[str, Any]]) -> Served:

@@ -18,14 +18,16 @@ import bentoml
 from bentoml.exceptions import NotFound
 from filelock import FileLock
 
+from attrition.card import ARTIFACT_FILE as ARTIFACT
+from attrition.card import CARD_FILE as CARD
 from attrition.card import ModelCard
+from settings import SERVICE_NAME
 
 logger = logging.getLogger(__name__)
 
 PROJECT_LABEL = "project"
-PROJECT = "futurisys-attrition"
-ARTIFACT = "model.joblib"
-CARD = "card.json"
+PROJECT = SERVICE_NAME
+"""The value of the ``project`` label that marks this service's models in a shared store."""
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,11 @@ def sqlite_url(tmp_path: Path) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once on SQLite and once on PostgreSQL."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def synthetic_extracts(tmp_path: Path) -> Path:
+    """A folder holding three well-formed extracts of 12 synthetic employees (never rows of the real ones)."""
+    from tests.attrition.synthetic_extracts import synthetic_extract_frames, write_extracts
+
+    return write_extracts(tmp_path / "extracts", synthetic_extract_frames())

@@ -37,6 +37,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from attrition.card import ModelCard
+from attrition.card import ARTIFACT_FILE, CARD_FILE
 from attrition.extracts import ExtractError, features_and_target, load_employees
 from attrition.schema import FEATURE_NAMES, NEGATIVE_LABEL, POSITIVE_LABEL, TARGET, Employee, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
@@ -46,8 +47,6 @@ from training.evaluate import (MIN_RECALL, N_SPLITS, QUALITY_BAR, cross_validate
 from training.pipelines import (BASELINE, MODEL_NAMES, RANDOM_STATE, build_pipeline, estimator_name,
                                 hyperparameters, preprocessing_description)
 
-ARTIFACT = "model.joblib"
-CARD = "card.json"
 DECISION_RULE = "prediction = 1 (Oui, will leave) when the probability of class 1 >= threshold, else 0 (Non)"
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 # Card fields that, with the data fingerprint, make a model version: equal on all → same model.
@@ -127,7 +126,7 @@ def find_same_version(model_dir: Path, identity: Mapping[str, Any]) -> tuple[Pat
     """The existing version with the same definition and training data, if any."""
     wanted = _identity(identity)
     for _, folder in existing_versions(model_dir):
-        card_path = folder / CARD
+        card_path = folder / CARD_FILE
         if not card_path.is_file():
             continue
         card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -195,7 +194,7 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
     artifact = _serialise(final)
 
     version, folder = _claim_next_version(model_dir)
-    _write_atomically(folder / ARTIFACT, artifact)
+    _write_atomically(folder / ARTIFACT_FILE, artifact)
     card = ModelCard(
         name=name,
         version=version,
@@ -228,7 +227,7 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
         },
     )
     # The card goes last: a version folder with a card is complete.
-    _write_atomically(folder / CARD, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
+    _write_atomically(folder / CARD_FILE, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
     log(f"{name}: created {card.tag} ({len(artifact) / 1024:.0f} KiB)")
     return TrainingResult(name, version, True, card, folder)
 

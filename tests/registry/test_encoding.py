@@ -74,8 +74,9 @@ def test_a_fast_path_that_disagrees_with_its_pipeline_is_detected():
 
 
 def test_runner_serves_through_the_checked_fast_path(imported):
-    entry = ModelCatalogue.from_store(MODELS_DIR).resolve("logistic_regression")
-    runner = ModelRunner(entry)
+    catalogue = ModelCatalogue.from_store(MODELS_DIR)
+    entry = catalogue.resolve("logistic_regression")
+    runner = ModelRunner(entry, catalogue.mark_invalid)
     rows = synthetic_employees(50, seed=9)
     probabilities = runner.predict_now(rows)
     assert runner.fast_path

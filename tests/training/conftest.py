@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from threadpoolctl import threadpool_limits
 
-from tests.training.synthetic_extracts import synthetic_extract_frames, write_extracts
 from training.train import TrainingResult, train_all
 
 
@@ -16,12 +15,6 @@ def _single_threaded() -> Iterator[None]:
     """Fit models on one thread, as training does: faster on these small sets, same results."""
     with threadpool_limits(limits=1):
         yield
-
-
-@pytest.fixture
-def synthetic_extracts(tmp_path: Path) -> Path:
-    """A folder holding three well-formed extracts of 12 synthetic employees."""
-    return write_extracts(tmp_path / "extracts", synthetic_extract_frames())
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import joblib
 import pandas as pd
 import pytest
 
+from attrition.card import ARTIFACT_FILE as ARTIFACT
+from attrition.card import CARD_FILE as CARD
 from attrition.card import ModelCard
 from attrition.extracts import load_employees
 from attrition.schema import FEATURE_NAMES, feature_schema
@@ -18,7 +20,7 @@ from registry.aliases import CHAMPION, read_aliases
 from tests.conftest import PROJECT_ROOT
 from training.evaluate import QUALITY_BAR, meets_quality_bar
 from training.pipelines import BASELINE, MODEL_NAMES
-from training.train import ARTIFACT, CARD, data_fingerprint
+from training.train import data_fingerprint
 
 MODELS_DIR = PROJECT_ROOT / "models"
 VERSION_FOLDERS = sorted(p.parent for p in MODELS_DIR.glob(f"*/v*/{CARD}"))

@@ -12,16 +12,18 @@ import joblib
 import pandas as pd
 import pytest
 
+from attrition.card import ARTIFACT_FILE as ARTIFACT
+from attrition.card import CARD_FILE as CARD
 from attrition.card import ModelCard
 from attrition.extracts import features_and_target, load_employees
 from attrition.schema import FEATURE_NAMES, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
 from registry.aliases import CHAMPION, promote, read_aliases
-from tests.training.synthetic_extracts import synthetic_extract_frames, write_extracts
+from tests.attrition.synthetic_extracts import synthetic_extract_frames, write_extracts
 from training import evaluate
 from training.evaluate import QUALITY_BAR
 from training.pipelines import BASELINE, LOGISTIC_REGRESSION, MODEL_NAMES
-from training.train import (ARTIFACT, CARD, TrainingDataError, TrainingResult, data_fingerprint,
+from training.train import (TrainingDataError, TrainingResult, data_fingerprint,
                             load_training_data, main, train_all)
 
 Trained = tuple[Path, list[TrainingResult]]

@@ -11,7 +11,7 @@ from attrition.extracts import (EVAL_FILE, SIRH_FILE, SONDAGE_FILE, ExtractError
                                 load_employees)
 from attrition.schema import FEATURE_NAMES, TARGET, Employee
 from attrition.synthetic import synthetic_employees
-from tests.training.synthetic_extracts import synthetic_extract_frames, write_extracts
+from tests.attrition.synthetic_extracts import synthetic_extract_frames, write_extracts
 
 
 @pytest.mark.extracts

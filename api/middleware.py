@@ -1,4 +1,4 @@
-"""ASGI middleware in front of every route of the service.
+"""The ASGI middleware in front of every route of the service: the HTTP edge's checks.
 
 - API keys (``FUTURISYS_API_KEYS``): 401 without a valid ``X-API-Key`` or bearer token;
   health probes, metrics and the docs stay open.
@@ -14,7 +14,8 @@ from typing import Any, Awaitable, Callable
 
 from prometheus_client import Counter
 
-from gateway.errors import validation_error_body
+from api.errors import (BodyTooLarge, MissingApiKey, RequestRejected, UnsupportedMediaType, error_answer,
+                        invalid_request)
 
 INVALID_REQUESTS = Counter(
     "futurisys_invalid_requests_total", "Requests rejected with a 4xx answer (not traced).",
@@ -49,13 +50,14 @@ def _normalise_error(body: bytes) -> bytes | None:
         return json.dumps({"error": str(first.get("error", "invalid request")), "detail": data}).encode()
     if isinstance(data, dict) and isinstance(data.get("detail"), list) and data["detail"] \
             and isinstance(data["detail"][0], dict) and "loc" in data["detail"][0]:
-        return json.dumps(validation_error_body(data["detail"])).encode()
+        invalid = invalid_request(data["detail"])
+        return json.dumps({"error": invalid.message, "detail": invalid.detail}).encode()
     if isinstance(data, dict) and "error" not in data:
         return json.dumps({"error": str(data.get("detail", "invalid request")), "detail": []}).encode()
     return None
 
 
-class GatewayMiddleware:
+class EdgeMiddleware:
     """API keys, body limits, content type and uniform 4xx error bodies."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], api_keys: frozenset[str] = frozenset(),
@@ -74,20 +76,17 @@ class GatewayMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         endpoint = _endpoint(path)
         rejection = self._reject(scope, path, headers)
-        if rejection is not None:
-            status, error, field = rejection
-            INVALID_REQUESTS.labels(endpoint, str(status)).inc()
-            await _send_json(send, status, {"error": error, "detail": [{"field": field, "message": error}]})
-            return
-
-        if scope.get("method") == "POST":
+        if rejection is None and scope.get("method") == "POST":
             body = await self._read_body(receive)
             if body is None:
-                INVALID_REQUESTS.labels(endpoint, "413").inc()
-                await _send_json(send, 413, {"error": f"request body larger than {self.max_body_bytes} bytes",
-                                             "detail": [{"field": "body", "message": "too large"}]})
-                return
-            receive = _replay(body)
+                rejection = BodyTooLarge(self.max_body_bytes)
+            else:
+                receive = _replay(body)
+        if rejection is not None:
+            answer = error_answer(rejection)
+            INVALID_REQUESTS.labels(endpoint, str(answer.status_code)).inc()
+            await answer(scope, receive, send)
+            return
         state: dict[str, Any] = {"status": 200, "buffer": [], "start": None}
 
         async def guarded_send(message: Message) -> None:
@@ -123,18 +122,19 @@ class GatewayMiddleware:
             return start
         return {**start, "headers": [*start.get("headers", []), (b"connection", b"close")]}
 
-    def _reject(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str, str] | None:
+    def _reject(self, scope: Scope, path: str, headers: dict[str, str]) -> RequestRejected | None:
         if self.api_keys and path not in ("/", "") and not path.startswith(OPEN_PATHS):
             key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
             if key not in self.api_keys:
-                return 401, "missing or invalid API key (X-API-Key header)", "X-API-Key"
+                message = "missing or invalid API key (X-API-Key header)"
+                return MissingApiKey(message, [{"field": "X-API-Key", "message": message}])
         if scope.get("method") == "POST":
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-                return 413, f"request body larger than {self.max_body_bytes} bytes", "body"
+                return BodyTooLarge(self.max_body_bytes)
             content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
             if content_type not in ("application/json", ""):
-                return 415, f"content type {content_type!r} not supported: send application/json", "content-type"
+                return UnsupportedMediaType(content_type)
         return None
 
     async def _read_body(self, receive: Receive) -> bytes | None:
@@ -174,10 +174,3 @@ def _replay(body: bytes) -> Receive:
             return {"type": "http.request", "body": body, "more_body": False}
         return {"type": "http.disconnect"}
     return receive
-
-
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

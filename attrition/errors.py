@@ -1,0 +1,81 @@
+"""The service's domain errors: what can go wrong with a request, named once, without HTTP.
+
+Each error says what is at fault in ``message`` and names the field or model
+in ``detail`` (a list of ``{"field": ..., "message": ...}`` objects). Which
+HTTP answer each one gets is decided in one table, ``api/errors.py``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A request the service cannot answer as asked."""
+
+    def __init__(self, message: str, detail: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or []
+
+
+def problem(field: str, message: str, **extra: Any) -> dict[str, Any]:
+    """One entry of an error's ``detail``: the field at fault and what is wrong with it."""
+    return {"field": field, "message": message, **extra}
+
+
+class InvalidRequest(DomainError):
+    """The request does not follow the schema: ``detail`` names every field at fault."""
+
+
+class UnknownModel(DomainError):
+    """A requested model matches no name, version or alias; carries the valid names."""
+
+    def __init__(self, requested: str, valid: list[str]) -> None:
+        super().__init__(f"unknown model {requested!r}", [problem("model", "no such model", valid=valid)])
+        self.requested = requested
+        self.valid = valid
+
+
+class NotFound(DomainError):
+    """An id that names nothing stored (an employee, a request)."""
+
+    def __init__(self, field: str, value: Any, what: str) -> None:
+        super().__init__(f"unknown {what} {value!r}", [problem(field, f"no such {what}")])
+
+
+class UnknownEmployee(NotFound):
+    """No stored employee has this id."""
+
+    def __init__(self, employee_id: int) -> None:
+        super().__init__("employee_id", employee_id, "employee")
+
+
+class UnknownRequest(NotFound):
+    """No trace has this request id."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__("request_id", request_id, "request id")
+
+
+class BatchTooLarge(DomainError):
+    """A batch holds more rows than the service accepts in one call."""
+
+    def __init__(self, rows: int, cap: int) -> None:
+        super().__init__(f"batch of {rows} rows exceeds the cap of {cap}",
+                         [problem("employees", f"at most {cap} rows")])
+
+
+class DefaultModelUnavailable(DomainError):
+    """The default model cannot serve: nothing can answer."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, [problem("model", "default model invalid")])
+
+
+class TraceNotStored(DomainError):
+    """The answer's trace was neither committed nor journaled: the answer must not be sent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the prediction could not be traced; it was not answered",
+                         [problem("trace", "trace storage failed")])
+        self.reason = reason

@@ -1,0 +1,127 @@
+"""The typed answers of every endpoint: what ``/docs.json`` documents and what the service returns.
+
+The hot answers (:class:`Prediction`, :class:`PredictionBatch`) hold JSON
+types only, so ``api.responses.AnswerResponse`` renders them with orjson
+straight from their fields. :class:`TraceRecord` is derived from the one
+declaration of a trace's columns (:class:`persistence.traces.Trace`).
+"""
+from __future__ import annotations
+
+import typing
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from attrition.card import ModelCard
+from attrition.schema import NEGATIVE_LABEL, POSITIVE_LABEL
+from persistence import traces
+
+Label = Literal["Oui", "Non"]
+assert set(typing.get_args(Label)) == {POSITIVE_LABEL, NEGATIVE_LABEL}
+
+
+class Prediction(BaseModel):
+    """The answer for one employee: which model served, what it predicted, and the trace's request id."""
+
+    request_id: str = Field(description="The id of this prediction's trace (GET /predictions/{request_id}).")
+    model: str = Field(description="The model that served (after a fallback: the default model).")
+    model_version: str
+    requested_model: str | None = Field(description="The model the request named, as written (null: default).")
+    prediction: Literal[0, 1] = Field(description="1 when the employee is predicted to leave.")
+    label: Label = Field(description="Oui when the employee is predicted to leave, else Non.")
+    probability: float = Field(ge=0, le=1, description="Probability of leaving, rounded to 6 decimals.")
+    threshold: float = Field(ge=0, le=1, description="prediction = 1 when probability >= threshold.")
+    fallback: bool = Field(description="True when the requested model could not serve and the default did.")
+
+
+class PredictionBatch(BaseModel):
+    """The answers of a batch, one per row, in input order."""
+
+    predictions: list[Prediction]
+
+
+class ModelSummary(BaseModel):
+    """One model version of the store, with its health in this worker."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    version: str
+    tag: str = Field(description="name:version")
+    aliases: list[str]
+    default: bool = Field(description="Serves requests that name no model, and fallbacks.")
+    loaded: bool = Field(description="Loaded in the worker that answered.")
+    valid: bool
+    invalid_reason: str | None = Field(description="Why the model cannot serve (null when valid).")
+    estimator: str | None
+    threshold: float | None
+    metrics: dict[str, Any] | None = Field(description="Evaluation metrics of the card (cross-validation, holdout).")
+    artifact_sha256: str | None
+    created_at: str | None
+
+
+class ModelList(BaseModel):
+    """Every model version in the store, and the default."""
+
+    default: str = Field(description="name:version of the default model.")
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    """One model's summary and its whole card."""
+
+    card: ModelCard | None
+
+
+class DatasetSummary(BaseModel):
+    """What the ``employees`` table holds."""
+
+    employees: int = Field(description="Employees imported (scored by {\"employee_id\": N}).")
+
+
+class Metadata(BaseModel):
+    """The service, its models, the input schema and the storage in use."""
+
+    service: str
+    version: str
+    default_model: str
+    models: list[str]
+    aliases: dict[str, str]
+    features: list[dict[str, Any]] = Field(description="The 30 input fields: kind, bounds or categories, source.")
+    example_employee: dict[str, Any]
+    dataset: DatasetSummary
+    database_backend: str
+    tracing: bool
+    max_batch_rows: int
+
+
+def _record_type(annotation: Any) -> Any:
+    # Timestamps are answered as ISO 8601 strings; the record keeps every other field's own type.
+    return str if annotation is datetime else annotation
+
+
+def _trace_record() -> type[BaseModel]:
+    hints = typing.get_type_hints(traces.Trace)
+    groups: dict[str | None, dict[str, Any]] = {}
+    for field in traces.TRACE_FIELDS:
+        name = field.metadata["record"] or field.name
+        groups.setdefault(field.metadata["group"], {})[name] = (_record_type(hints[field.name]), ...)
+    # extra="forbid": a record that does not match the trace's declaration fails loudly, never silently.
+    nested = {group: (create_model(f"Trace{group.capitalize()}", __config__=ConfigDict(extra="forbid"), **fields), ...)
+              for group, fields in groups.items() if group is not None}
+    return create_model("TraceRecord", __doc__="The stored trace of one request, as it was written.",
+                        __config__=ConfigDict(protected_namespaces=(), extra="forbid"), **groups[None], **nested)
+
+
+TraceRecord = _trace_record()
+"""The stored trace of one request: inputs, outputs, model and version, artifact sha256, timings."""
+
+
+class TracePage(BaseModel):
+    """One page of traces, oldest first."""
+
+    items: list[TraceRecord]  # type: ignore[valid-type]
+    total: int = Field(description="Every matching trace, not just this page.")
+    limit: int
+    offset: int

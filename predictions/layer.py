@@ -1,0 +1,229 @@
+"""The prediction layer: everything an endpoint does, with no HTTP in it.
+
+``predict`` and ``predict_batch``: resolve the requested model (registry) →
+score the rows through this worker's runner, falling back visibly to the
+default model → build one trace per row → record them durably (persistence)
+→ return the typed answers, only once the traces are stored. The reads
+(models, metadata, traces) answer from the catalogue and the database.
+Failures are domain errors (:mod:`attrition.errors`); ``api/errors.py``
+decides their HTTP answers.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, InvalidRequest, TraceNotStored, UnknownEmployee,
+                              UnknownRequest, problem)
+from attrition.schema import EXAMPLE_EMPLOYEE, NEGATIVE_LABEL, POSITIVE_LABEL, Employee, feature_schema
+from persistence import dataset, queries
+from persistence.traces import Trace
+from persistence.writer import TraceWriteError, TraceWriter
+from predictions.answers import (DatasetSummary, Metadata, ModelDetail, ModelList, ModelSummary, Prediction,
+                                 PredictionBatch, TracePage, TraceRecord)
+from registry.catalogue import ModelCatalogue, ModelEntry
+from registry.runner import RunnerPool
+from registry.serving import Served, serve_rows
+from settings import SERVICE_NAME, SERVICE_VERSION, Settings
+
+log = logging.getLogger(__name__)
+
+
+class PredictionLayer:
+    """The models of this worker, its trace writer and its database, behind the operations of the HTTP contract."""
+
+    def __init__(self, catalogue: ModelCatalogue, runners: RunnerPool, engine: Engine,
+                 writer: TraceWriter | None, *, max_batch_rows: int) -> None:
+        """A layer over parts already built; :meth:`open` builds them from the settings."""
+        self.catalogue = catalogue
+        self.runners = runners
+        self.engine = engine
+        self.writer = writer
+        self.max_batch_rows = max_batch_rows
+        self._writer_started = False
+
+    @classmethod
+    def open(cls, settings: Settings) -> PredictionLayer:
+        """Import ``models/`` into the store, migrate the database, and build the layer of one worker."""
+        from persistence.database import make_engine
+        from persistence.migrate import upgrade
+        from registry.store import import_models
+
+        report = import_models(settings.models_dir)
+        if report.imported:
+            log.info("Imported %s into the model store", ", ".join(report.imported))
+        catalogue = ModelCatalogue.from_store(settings.models_dir, settings.default_model)
+        runners = RunnerPool(catalogue, settings.max_batch_size, settings.max_latency_ms)
+        upgrade(settings.resolved_database_url)
+        engine = make_engine(settings.resolved_database_url)
+        writer = TraceWriter(engine) if settings.tracing else None
+        return cls(catalogue, runners, engine, writer, max_batch_rows=settings.max_batch_rows)
+
+    async def start(self) -> None:
+        """Start the trace writer (and its journal replay) in the running event loop."""
+        if self.writer is not None:
+            await self.writer.start()
+            self._writer_started = True
+
+    async def close(self) -> None:
+        """Commit what is pending, stop the runners, then release the database pool (owned here)."""
+        if self.writer is not None and self._writer_started:
+            await self.writer.stop()
+        await self.runners.close()
+        self.engine.dispose()
+
+    @property
+    def ready(self) -> bool:
+        """True when the default model can serve and, with tracing on, the trace writer runs."""
+        return self.catalogue.default.valid and (self.writer is None or self._writer_started)
+
+    # -- predictions -------------------------------------------------------------------------------
+
+    async def predict(self, employee: Employee | None, employee_id: int | None, model: str | None) -> Prediction:
+        """Score one employee: the inline fields (``employee_id`` then only tags the trace), or a stored employee."""
+        received_at = datetime.now(timezone.utc)
+        started = time.perf_counter()
+        if employee is not None:
+            row = dict(employee.__dict__)  # the validated fields; model_dump() costs more for the same dict
+        elif employee_id is not None:
+            row = await asyncio.to_thread(dataset.get_employee, self.engine, employee_id)
+            if row is None:
+                raise UnknownEmployee(employee_id)
+        else:
+            raise InvalidRequest("invalid request: employee: give the employee fields or an employee_id",
+                                 [problem("employee", "employee or employee_id is required")])
+        answers = await self._score([row], model, "predict", received_at, started, employee_id)
+        return answers[0]
+
+    async def predict_batch(self, employees: list[Employee], model: str | None) -> PredictionBatch:
+        """Score many employees; one answer per row, in input order, each with its own request id."""
+        received_at = datetime.now(timezone.utc)
+        started = time.perf_counter()
+        if len(employees) > self.max_batch_rows:
+            raise BatchTooLarge(len(employees), self.max_batch_rows)
+        if not employees:
+            raise InvalidRequest("invalid request: employees: at least one row is required",
+                                 [problem("employees", "empty batch")])
+        rows = [dict(e.__dict__) for e in employees]
+        answers = await self._score(rows, model, "predict_batch", received_at, started, None)
+        return PredictionBatch(predictions=answers)
+
+    async def _score(self, rows: list[dict[str, Any]], model: str | None, endpoint: str, received_at: datetime,
+                     started: float, employee_id: int | None) -> list[Prediction]:
+        requested = self.catalogue.resolve(model)
+        try:
+            served = await serve_rows(self.runners, requested, rows)
+        except DefaultModelUnavailable as exc:
+            # Nothing could answer: the failure itself is part of the audit trail.
+            await self._record_failure(rows, model, endpoint, received_at, started, employee_id, str(exc))
+            raise
+        answers = _answers(served, model)
+        if self.writer is not None:
+            total_ms = (time.perf_counter() - started) * 1000
+            batch = endpoint == "predict_batch"
+            try:
+                await self.writer.record([
+                    _trace(endpoint, received_at, model, employee_id, index if batch else None, row, answer,
+                           served, total_ms)
+                    for index, (row, answer) in enumerate(zip(rows, answers))])
+            except TraceWriteError as exc:
+                # No trace, no answer: the durability rule outranks availability.
+                raise TraceNotStored(str(exc)) from exc
+        return answers
+
+    async def _record_failure(self, rows: list[dict[str, Any]], model: str | None, endpoint: str,
+                              received_at: datetime, started: float, employee_id: int | None, error: str) -> None:
+        if self.writer is None:
+            return
+        default = self.catalogue.default
+        try:
+            await self.writer.record([
+                _failed_trace(endpoint, received_at, model, employee_id, index, row, default, error, started)
+                for index, row in enumerate(rows)])
+        except TraceWriteError as exc:
+            log.error("Trace of a failed request not stored: %s", exc)
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def models(self) -> ModelList:
+        """Every model version: aliases, default flag, loaded, valid (and why not), threshold, metrics."""
+        return ModelList(default=self.catalogue.default.tag,
+                         models=[self._summary(entry) for entry in self.catalogue.entries()])
+
+    def model_card(self, name: str) -> ModelDetail:
+        """The card of ``name`` (name, name:version or alias), with its current health."""
+        entry = self.catalogue.resolve(name)
+        return ModelDetail(**self._summary(entry).__dict__, card=entry.card)
+
+    def _summary(self, entry: ModelEntry) -> ModelSummary:
+        return ModelSummary(**self.catalogue.describe(entry, self.runners.is_loaded(entry)))
+
+    def metadata(self) -> Metadata:
+        """Service name and version, default model, the 30-field schema, dataset summary, database backend."""
+        return Metadata(
+            service=SERVICE_NAME, version=SERVICE_VERSION, default_model=self.catalogue.default.tag,
+            models=[e.tag for e in self.catalogue.entries()], aliases=self.catalogue.aliases,
+            features=feature_schema(), example_employee=EXAMPLE_EMPLOYEE,
+            dataset=DatasetSummary(employees=dataset.count_employees(self.engine)),
+            database_backend=self.engine.dialect.name, tracing=self.writer is not None,
+            max_batch_rows=self.max_batch_rows)
+
+    def trace(self, request_id: str) -> TraceRecord:  # type: ignore[valid-type]
+        """The stored trace of one request."""
+        record = queries.get_trace(self.engine, request_id)
+        if record is None:
+            raise UnknownRequest(request_id)
+        return TraceRecord(**record)
+
+    def traces(self, employee_id: int | None, start: datetime | None, end: datetime | None, limit: int,
+               offset: int) -> TracePage:
+        """Traces by reception time, oldest first, paginated; an employee's when ``employee_id`` is given."""
+        try:
+            page = queries.list_traces(self.engine, employee_id=employee_id, start=start, end=end, limit=limit,
+                                       offset=offset)
+        except ValueError as exc:
+            raise InvalidRequest(f"invalid request: {exc}", [problem("from", str(exc))]) from exc
+        return TracePage(**page)
+
+
+def _answers(served: Served, requested_model: str | None) -> list[Prediction]:
+    """One answer per scored row, each with a new request id."""
+    threshold = served.threshold
+    name, version, fallback = served.model.name, served.model.version, served.fallback
+    answers = []
+    for probability in served.probabilities.tolist():
+        prediction = int(probability >= threshold)
+        answers.append(Prediction(
+            request_id=str(uuid.uuid4()), model=name, model_version=version, requested_model=requested_model,
+            prediction=prediction, label=POSITIVE_LABEL if prediction else NEGATIVE_LABEL,
+            probability=round(probability, 6), threshold=threshold, fallback=fallback))
+    return answers
+
+
+def _trace(endpoint: str, received_at: datetime, requested_model: str | None, employee_id: int | None,
+           batch_index: int | None, row: dict[str, Any], answer: Prediction, served: Served,
+           total_ms: float) -> Trace:
+    card = served.model.card
+    return Trace(
+        request_id=answer.request_id, received_at=received_at, endpoint=endpoint,
+        requested_model=requested_model, employee_id=employee_id, batch_index=batch_index, inputs=row,
+        model_name=served.model.name, model_version=served.model.version,
+        model_sha256=card.artifact_sha256 if card else None, service_version=SERVICE_VERSION,
+        prediction=answer.prediction, probability=answer.probability, threshold=answer.threshold,
+        fallback=served.fallback, status="error" if served.fallback else "ok", error=served.error,
+        inference_ms=served.inference_ms, total_ms=total_ms, created_at=datetime.now(timezone.utc))
+
+
+def _failed_trace(endpoint: str, received_at: datetime, requested_model: str | None, employee_id: int | None,
+                  index: int, row: dict[str, Any], model: ModelEntry, error: str, started: float) -> Trace:
+    return Trace(
+        request_id=str(uuid.uuid4()), received_at=received_at, endpoint=endpoint, requested_model=requested_model,
+        employee_id=employee_id, batch_index=index if endpoint == "predict_batch" else None, inputs=row,
+        model_name=model.name, model_version=model.version, service_version=SERVICE_VERSION, status="error",
+        error=error, total_ms=(time.perf_counter() - started) * 1000)
