@@ -19,7 +19,7 @@ from pydantic import Field
 
 from api import errors
 from api.middleware import EdgeMiddleware
-from attrition.schema import EXAMPLE_EMPLOYEE, Employee
+from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.queries import MAX_PAGE_SIZE
 from predictions.answers import Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage, TraceRecord
 from predictions.layer import PredictionLayer
@@ -65,8 +65,8 @@ class AttritionService:
         employee: Annotated[Employee | None, Field(
             description="The 30 employee fields. Omit it to score a stored employee by employee_id.",
             examples=[EXAMPLE_EMPLOYEE])] = None,
-        employee_id: Annotated[int | None, Field(
-            ge=1, description="A stored employee to score, or a tag for the trace of inline fields.")] = None,
+        employee_id: Annotated[EmployeeId | None, Field(
+            description="A stored employee to score, or a tag for the trace of inline fields.")] = None,
         model: Annotated[str | None, Field(
             description="name, name:version or alias (champion); default model when omitted.",
             examples=["champion"])] = None,

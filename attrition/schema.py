@@ -9,9 +9,9 @@ wider than what the extracts contain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 TARGET = "a_quitte_l_entreprise"
 """The target column: ``Oui`` when the employee left the company."""
@@ -44,6 +44,25 @@ DomaineEtude = Literal[
 OuiNon = Literal["Oui", "Non"]
 FrequenceDeplacement = Literal["Aucun", "Occasionnel", "Frequent"]
 AyantEnfants = Literal["Y"]
+
+
+MAX_ID = 2**63 - 1
+"""The largest id the storage takes (a signed 64-bit integer)."""
+
+
+def integral(value: Any) -> Any:
+    """``35.0`` → ``35``: JSON has one number type, and pandas or JavaScript clients send integers as floats.
+
+    Anything else is left for the strict integer check, which refuses
+    ``35.5``, booleans and numeric strings.
+    """
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+EmployeeId = Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1, le=MAX_ID)]
+"""An employee id: a positive integer (an integral float is taken as the integer), never a boolean or a string."""
 
 
 def _count(low: int, high: int, description: str, source: str) -> Any:
@@ -144,6 +163,14 @@ class Employee(BaseModel):
     annees_depuis_la_derniere_promotion: int = _count(0, 60, "Years since the last promotion.", SONDAGE_FILE)
     annes_sous_responsable_actuel: int = _count(0, 60, "Years under the current manager.", SONDAGE_FILE)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        """Take integral floats as integers (one pass over the row, cheaper than a validator per field)."""
+        if isinstance(data, dict) and any(type(value) is float for value in data.values()):
+            return {name: integral(value) if name in _INTEGER_FIELDS else value for name, value in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _check_career_consistency(self) -> "Employee":
         """Reject careers that cannot exist (years in post > years in company > experience)."""
@@ -154,6 +181,9 @@ class Employee(BaseModel):
         if self.annee_experience_totale > self.age - 14:
             raise ValueError("annee_experience_totale cannot exceed age - 14")
         return self
+
+
+_INTEGER_FIELDS = frozenset(name for name, info in Employee.model_fields.items() if info.annotation is int)
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from attrition.schema import (CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES, NUMERIC_FEATURES, Employee,
-                              feature_schema)
+                              EmployeeId, feature_schema)
 from attrition.synthetic import EXAMPLE_EMPLOYEE
 
 SOURCE_FILES = {"extrait_sirh.csv", "extrait_eval.csv", "extrait_sondage.csv"}
@@ -57,7 +57,7 @@ REJECTED = [
                  id="category with wrong case"),
     pytest.param(_with(ayant_enfants="N"), "ayant_enfants", "Input should be 'Y'", id="unseen constant category"),
     pytest.param(_with(age="41"), "age", "Input should be a valid integer", id="number as a string"),
-    pytest.param(_with(age=41.0), "age", "Input should be a valid integer", id="number as a float"),
+    pytest.param(_with(age=41.5), "age", "Input should be a valid integer", id="number with a fraction"),
     pytest.param(_with(age=True), "age", "Input should be a valid integer", id="number as a boolean"),
     pytest.param(_with(age=None), "age", "Input should be a valid integer", id="null number"),
     pytest.param(_with(genre=1), "genre", "Input should be", id="category as a number"),
@@ -120,3 +120,29 @@ def test_feature_schema_is_json_ready_and_complete() -> None:
             assert entry["categories"] and "minimum" not in entry
         else:
             assert entry["minimum"] < entry["maximum"] and "categories" not in entry
+
+
+@pytest.mark.parametrize("parse", [Employee.model_validate, lambda row: Employee.model_validate_json(json.dumps(row))],
+                         ids=["python", "json"])
+def test_an_integral_float_is_taken_as_the_integer_and_anything_else_refused(parse) -> None:
+    employee = parse({**EXAMPLE_EMPLOYEE, "age": 35.0, "revenu_mensuel": 4200.0})
+    assert (employee.age, employee.revenu_mensuel) == (35, 4200) and type(employee.age) is int
+    for value in (35.5, True, "35", 1e300):
+        with pytest.raises(ValidationError) as refused:
+            parse({**EXAMPLE_EMPLOYEE, "age": value})
+        assert [error["loc"] for error in refused.value.errors()] == [("age",)]
+    with pytest.raises(ValidationError):
+        Employee.model_validate({**EXAMPLE_EMPLOYEE, "age": float("inf")})
+    with pytest.raises(ValidationError):
+        parse({**EXAMPLE_EMPLOYEE, "genre": 1.0})
+
+
+@pytest.mark.parametrize("value, accepted", [(12, 12), (12.0, 12), (True, None), ("12", None), (0, None),
+                                             (2**63 - 1, 2**63 - 1), (2**63, None), (12.5, None)])
+def test_an_employee_id_is_a_positive_64_bit_integer_never_a_boolean_or_a_string(value, accepted) -> None:
+    adapter = TypeAdapter(EmployeeId)
+    if accepted is None:
+        with pytest.raises(ValidationError):
+            adapter.validate_python(value)
+    else:
+        assert adapter.validate_python(value) == accepted and type(adapter.validate_python(value)) is int
