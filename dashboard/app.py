@@ -17,7 +17,8 @@ import streamlit as st  # noqa: E402
 
 from dashboard.context import sidebar_window  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+# Not "pages/": Streamlit would also serve a folder of that name as pages of their own, without app.py.
+PAGES = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="Futurisys attrition — dashboard", layout="wide")
 sidebar_window()
