@@ -21,7 +21,8 @@ from api import errors
 from api.middleware import EdgeMiddleware
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.queries import MAX_PAGE_SIZE
-from predictions.answers import Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage, TraceRecord
+from predictions.answers import (Health, Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage,
+                                 TraceRecord)
 from predictions.layer import PredictionLayer
 from settings import SERVICE_NAME, settings
 from tuning import tune_worker, warm_up_worker
@@ -97,6 +98,11 @@ class AttritionService:
     def model_card(self, name: str) -> ModelDetail:
         """The card of ``name`` (name, name:version or alias), with its current health."""
         return self.predictions.model_card(name)
+
+    @http.get("/health", summary="Health detail: readiness, default model, trace writer and journal")
+    def health(self) -> Health:
+        """What /readyz decides on, spelled out: writer state, journal backlog, quarantine, last commit."""
+        return self.predictions.health()
 
     @http.get("/metadata", summary="Service, default model, feature schema, dataset")
     def metadata(self) -> Metadata:

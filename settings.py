@@ -53,6 +53,22 @@ class Settings(BaseSettings):
     writer_queue_size: int = Field(default=10_000, ge=1,
                                    description="Traces waiting for a commit before requests wait (back-pressure).")
     replay_interval_s: float = Field(default=2.0, gt=0, description="How often journaled traces are replayed.")
+    # Bounded time on the database: a slow or hanging database is journaled around, never waited for.
+    commit_deadline_ms: int = Field(
+        default=2000, gt=0, description="A group commit not done within this time is journaled and answered; the "
+                                        "writer then journals until a replay goes through again.")
+    statement_timeout_ms: int = Field(
+        default=30_000, ge=0, description="PostgreSQL statement_timeout of the pooled connections (reads, replays; "
+                                          "0: none). The writer's own session uses the commit deadline.")
+    lock_timeout_ms: int = Field(
+        default=2000, ge=0, description="PostgreSQL lock_timeout of every connection: a locked table fails fast "
+                                        "instead of queueing (0: none).")
+    tcp_user_timeout_ms: int = Field(
+        default=10_000, ge=0, description="libpq tcp_user_timeout: a connection whose packets go unacknowledged this "
+                                          "long is closed (a silent network drop), with TCP keepalives on.")
+    writer_max_restarts: int = Field(
+        default=5, ge=0, description="Crashed writer tasks restarted within a minute before the worker reports "
+                                     "unready.")
 
     dashboard_database_url: str | None = Field(
         default=None, validation_alias="FUTURISYS_DASHBOARD_DATABASE_URL",

@@ -55,7 +55,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     BodyTooLarge: 413,
     BatchTooLarge: 413,
     UnsupportedMediaType: 415,
-    TraceNotStored: 500,
+    TraceNotStored: 503,  # stored nowhere (database and journal): no answer, retry later
     DefaultModelUnavailable: 503,
 }
 """The HTTP status of each domain error (a subclass answers as its nearest listed ancestor)."""

@@ -2,9 +2,11 @@
 
 ``python -m persistence migrate``              bring the database to the latest schema
 ``python -m persistence import-dataset DIR``   migrate, then import (or update) the employees of the extracts in DIR
+``python -m persistence replay-quarantine FILE``  migrate, then insert the traces of a quarantine file (once the
+                                               cause of their refusal is fixed); what is still refused stays in FILE
 
-Both use ``settings.resolved_database_url`` (``DATABASE_URL``, or the embedded SQLite file).
-Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts.
+Every command uses ``settings.resolved_database_url`` (``DATABASE_URL``, or the embedded SQLite file).
+Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts, 3 traces still refused.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 
 EXIT_DATABASE = 1
 EXIT_USAGE = 2
+EXIT_STILL_REFUSED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,7 +30,28 @@ def _parser() -> argparse.ArgumentParser:
     importing.add_argument("directory", type=Path,
                            help="directory holding the three HR extracts (extrait_*.csv)")
     importing.add_argument("--quiet", action="store_true", help="no progress bar")
+    replaying = commands.add_parser("replay-quarantine",
+                                    help="insert the traces of a quarantine file (quarantine-*.jsonl)")
+    replaying.add_argument("file", type=Path, help="a quarantine file of the journal directory")
     return parser
+
+
+def _replay_quarantine(url: str, shown: str, path: Path) -> int:
+    from persistence.database import make_engine
+    from persistence.replay import replay_quarantine
+    from persistence.store import make_trace_store
+
+    if not path.is_file():
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(url)
+    try:
+        inserted, kept = replay_quarantine(make_trace_store(engine), path)
+    finally:
+        engine.dispose()
+    print(f"{shown}: {inserted} trace(s) inserted from {path}; {kept} still refused"
+          + (f", kept in {path}" if kept else ", file removed"), file=sys.stderr)
+    return EXIT_STILL_REFUSED if kept else 0
 
 
 def _import_dataset(url: str, shown: str, directory: Path, quiet: bool) -> int:
@@ -60,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{shown}: schema at revision {revision}", file=sys.stderr)
         if arguments.command == "import-dataset":
             return _import_dataset(url, shown, arguments.directory, quiet=arguments.quiet)
-    except sa.exc.SQLAlchemyError as exc:
+        if arguments.command == "replay-quarantine":
+            return _replay_quarantine(url, shown, arguments.file)
+    except (sa.exc.SQLAlchemyError, psycopg.Error, OSError) as exc:
         print(f"error: database {shown}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_DATABASE
     return 0

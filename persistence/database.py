@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import sqlalchemy as sa
@@ -16,6 +16,14 @@ SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 POSTGRES_CONNECT_TIMEOUT_S = 5
 """Bounded, so an unreachable host sends traces to the journal instead of hanging requests."""
+
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 10, 5, 3
+"""TCP keepalives: a peer gone silent (no reset) is detected in about 25 s even on an idle connection."""
+
+REJECTED_SQLSTATE_CLASSES = ("22", "23")
+"""Data exception and integrity violation: the only refusals that concern a row's own content."""
+
+Verdict = Literal["unavailable", "rejected"]
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -36,16 +44,50 @@ def is_sqlite_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def make_engine(url: str | URL, **options: Any) -> Engine:
+def postgres_session_options(statement_timeout_ms: int, lock_timeout_ms: int) -> str:
+    """The libpq ``options`` string of a service session: bounded statements and lock waits, durable commits.
+
+    ``synchronous_commit = on`` whatever the server's default: a commit (or a
+    replay, after which the journal is deleted) must be on disk when it returns.
+    """
+    return (f"-c synchronous_commit=on -c statement_timeout={int(statement_timeout_ms)} "
+            f"-c lock_timeout={int(lock_timeout_ms)}")
+
+
+def postgres_connect_args(statement_timeout_ms: int | None = None, lock_timeout_ms: int | None = None,
+                          tcp_user_timeout_ms: int | None = None) -> dict[str, Any]:
+    """libpq parameters of every service connection; unset values come from ``settings``.
+
+    A connect timeout, TCP keepalives and ``tcp_user_timeout`` (a network
+    path that drops packets without a reset fails the connection instead of
+    hanging it), and :func:`postgres_session_options`.
+    """
+    from settings import settings
+
+    return {
+        "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+        "keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE_S, "keepalives_interval": KEEPALIVE_INTERVAL_S,
+        "keepalives_count": KEEPALIVE_COUNT,
+        "tcp_user_timeout": settings.tcp_user_timeout_ms if tcp_user_timeout_ms is None else tcp_user_timeout_ms,
+        "options": postgres_session_options(
+            settings.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms,
+            settings.lock_timeout_ms if lock_timeout_ms is None else lock_timeout_ms),
+    }
+
+
+def make_engine(url: str | URL, *, statement_timeout_ms: int | None = None, lock_timeout_ms: int | None = None,
+                **options: Any) -> Engine:
     """An engine for ``url``, tuned for the trace workload.
 
     SQLite: the parent directory of the file is created; every connection runs
     in WAL mode (readers such as the dashboard do not block the writer) with a
-    busy timeout (several worker processes share the file) and enforced
-    foreign keys. PostgreSQL: connections are checked before use
-    (``pool_pre_ping``: a restarted server leaves dead connections in the
-    pool), a modest pool (one per worker process) and a connect timeout.
-    ``options`` are passed on to :func:`sqlalchemy.create_engine`.
+    busy timeout (several worker processes share the file), ``synchronous =
+    FULL`` and enforced foreign keys. PostgreSQL: connections are checked
+    before use (``pool_pre_ping``: a restarted server leaves dead connections
+    in the pool), a modest pool (one per worker process), and the bounded,
+    durable session of :func:`postgres_connect_args` (``statement_timeout_ms``
+    and ``lock_timeout_ms`` override the settings). ``options`` are passed on
+    to :func:`sqlalchemy.create_engine`.
     """
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
@@ -62,8 +104,8 @@ def make_engine(url: str | URL, **options: Any) -> Engine:
         options.setdefault("pool_pre_ping", True)
         options.setdefault("pool_size", 4)
         options.setdefault("max_overflow", 4)
-        connect_args = dict(options.pop("connect_args", {}))
-        connect_args.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+        connect_args = {**postgres_connect_args(statement_timeout_ms, lock_timeout_ms),
+                        **options.pop("connect_args", {})}
         return sa.create_engine(parsed, connect_args=connect_args, **options)
     raise ValueError(f"unsupported database backend {backend!r} in {parsed.render_as_string()}: "
                      "use postgresql+psycopg:// or sqlite:///")
@@ -75,24 +117,53 @@ def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: 
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # synchronous stays FULL (the default): a "committed" trace must survive a power cut.
+        # Set, not assumed (a build may default to NORMAL): a "committed" trace must survive a power cut.
+        cursor.execute("PRAGMA synchronous=FULL")
     finally:
         cursor.close()
 
 
-def is_unreachable(exc: BaseException) -> bool:
-    """True when ``exc`` means the database cannot take writes now (down, refused, locked, full).
+def classify_failure(exc: BaseException) -> Verdict:
+    """``"rejected"`` when ``exc`` is the database refusing a row for its own content, else ``"unavailable"``.
 
-    Those failures send traces to the local journal. Anything else (a
-    constraint violation, a value the column rejects) is a fault of the trace
-    itself, and journaling it would only defer the same failure.
+    Only data exceptions and integrity violations (SQLSTATE classes 22 and
+    23; SQLite's integrity and data errors) and values that cannot even be
+    sent (a type the driver cannot bind or serialise) concern the row.
+    Everything else concerns the whole database, whatever its exception
+    class: down or unreachable (08xxx), read-only after a failover (25006),
+    a revoked privilege (42501), a missing table (42P01), too many
+    connections (53300), a full disk (53100), an admin shutdown (57P01), a
+    statement or lock timeout (57014, 55P03), a deadline missed. Those send
+    traces to the journal, and a replay keeps them there until the database
+    takes them: never a rejection.
     """
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    unreachable = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
-                   psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError,
-                   ConnectionError, TimeoutError)
-    return isinstance(exc, unreachable)
+    original: BaseException = exc
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return "unavailable"
+        original = exc.orig
+    elif isinstance(exc, sa.exc.StatementError) and exc.orig is not None:
+        original = exc.orig  # a bind parameter the column's type could not process
+    if isinstance(original, psycopg.Error):
+        state = original.sqlstate
+        if state is not None:
+            return "rejected" if state[:2] in REJECTED_SQLSTATE_CLASSES else "unavailable"
+        # Client-side refusals of a value (say, a NUL character in text) carry no SQLSTATE.
+        return "rejected" if isinstance(original, (psycopg.DataError, psycopg.IntegrityError)) else "unavailable"
+    if isinstance(original, sqlite3.Error):
+        if isinstance(original, (sqlite3.IntegrityError, sqlite3.DataError)):
+            return "rejected"
+        if isinstance(original, (sqlite3.InterfaceError, sqlite3.ProgrammingError)) and "binding" in str(original):
+            return "rejected"
+        return "unavailable"
+    if isinstance(original, (TypeError, ValueError)) and not isinstance(original, OSError):
+        return "rejected"  # the value cannot be serialised for the database (e.g. a set in the inputs)
+    return "unavailable"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot take writes now (see :func:`classify_failure`)."""
+    return classify_failure(exc) == "unavailable"
 
 
 def ping(engine: Engine) -> bool:

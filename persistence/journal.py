@@ -15,11 +15,12 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import orjson
 from filelock import FileLock, Timeout
 
 from persistence import metrics
@@ -28,6 +29,8 @@ from persistence.traces import Trace
 log = logging.getLogger(__name__)
 
 JOURNAL_GLOB = "journal-*.jsonl"
+QUARANTINE_PREFIX = "quarantine-"
+QUARANTINE_GLOB = f"{QUARANTINE_PREFIX}*.jsonl"
 
 
 def _lock_for(path: Path, timeout: float) -> FileLock:
@@ -57,12 +60,13 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def read_journal(path: Path) -> Iterator[Trace]:
+def read_journal(path: Path, on_unreadable: Callable[[int, str], None] | None = None) -> Iterator[Trace]:
     """The traces of a journal file, in order.
 
-    A torn last line (the process died mid-append, before fsync returned, so
-    nobody was answered for it) is skipped; so is any undecodable line, with
-    a warning, rather than blocking every later trace.
+    A torn last line (no newline: the process died mid-append, before fsync
+    returned, so nobody was answered for it) is skipped. Any other line that
+    does not read as a valid trace goes to ``on_unreadable(line number,
+    line)`` (the replay quarantines it), or is skipped with a warning.
     """
     with path.open("r", encoding="utf-8") as stream:
         for number, line in enumerate(stream, start=1):
@@ -71,7 +75,49 @@ def read_journal(path: Path) -> Iterator[Trace]:
             try:
                 yield Trace.from_dict(json.loads(line))
             except (ValueError, TypeError) as exc:
-                log.warning("%s:%d: skipping an unreadable journal line (%s)", path, number, exc)
+                if not line.endswith("\n"):
+                    log.warning("%s:%d: skipping a torn last line", path, number)
+                elif on_unreadable is not None:
+                    on_unreadable(number, line)
+                else:
+                    log.warning("%s:%d: skipping an unreadable journal line (%s)", path, number, exc)
+
+
+def journal_lines(traces: Sequence[Trace]) -> str:
+    """The journal lines of ``traces``: one JSON object per line, encoded as the trace writer's COPY encodes.
+
+    orjson, as the check at the door (:mod:`persistence.fitting`) and the COPY
+    do: whatever a trace holds, if it was accepted, it can be journaled.
+    """
+    return "".join(orjson.dumps(t.to_dict()).decode() + "\n" for t in traces)
+
+
+def write_traces(path: Path, traces: Sequence[Trace], mode: str = "a") -> None:
+    """Write traces as journal lines to ``path`` (``"a"``: append, ``"w"``: replace), fsynced with the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open(mode, encoding="utf-8") as stream:
+        stream.write(journal_lines(traces))
+        stream.flush()
+        os.fsync(stream.fileno())
+    _fsync_directory(path.parent)
+
+
+def quarantined_rows(directory: Path) -> int:
+    """Traces held in the quarantine files of a journal directory."""
+    total = 0
+    for path in Path(directory).glob(QUARANTINE_GLOB):
+        try:
+            with path.open("rb") as stream:
+                total += sum(1 for line in stream if line.strip())
+        except OSError:  # removed while counting (a replay of it finished)
+            continue
+    return total
+
+
+def orphan_journals(journal: TraceJournal) -> list[Path]:
+    """Journal files in ``journal``'s directory that are not its own (dead processes', or other live ones')."""
+    own = set(journal.own_files())
+    return [path for path in sorted(journal.directory.glob(JOURNAL_GLOB)) if path not in own]
 
 
 class TraceJournal:
@@ -102,7 +148,7 @@ class TraceJournal:
 
     def append(self, traces: Sequence[Trace]) -> Path:
         """Append the traces and fsync; on return they survive a crash. Returns the file written."""
-        lines = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in traces)
+        lines = journal_lines(traces)
         with self._guard:
             if self._stream is None:
                 self._open_new_file()
@@ -195,17 +241,32 @@ class TraceJournal:
         _delete_locked(path)
 
     def quarantine(self, source: Path, traces: Sequence[Trace]) -> Path:
-        """Set aside traces the database refuses (not a connectivity failure), so a replay can move on.
+        """Set aside traces the database refuses for their own content, so a replay can move on.
 
-        They go to ``rejected-<journal name>``, which no replay reads: kept for a
-        human to inspect, never silently dropped.
+        They go to ``quarantine-<journal name>``, which no automatic replay
+        reads: an alarm (``futurisys_trace_quarantined_total``, the health
+        detail), never a silent loss; ``python -m persistence
+        replay-quarantine FILE`` replays it once the cause is fixed.
         """
-        path = self.directory / f"rejected-{source.name}"
+        path = self._quarantine_path(source)
+        write_traces(path, traces, mode="a")
+        metrics.QUARANTINED.inc(len(traces))
+        return path
+
+    def quarantine_line(self, source: Path, line: str) -> Path:
+        """Set aside a journal line that does not read as a valid trace, as written (to be fixed by hand)."""
+        path = self._quarantine_path(source)
         with path.open("a", encoding="utf-8") as stream:
-            stream.write("".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in traces))
+            stream.write(line if line.endswith("\n") else line + "\n")
             stream.flush()
             os.fsync(stream.fileno())
+        _fsync_directory(path.parent)
+        metrics.QUARANTINED.inc()
         return path
+
+    def _quarantine_path(self, source: Path) -> Path:
+        name = source.name if source.name.startswith(QUARANTINE_PREFIX) else f"{QUARANTINE_PREFIX}{source.name}"
+        return self.directory / name
 
     def close(self) -> None:
         """Close the current file and release every lock; files left behind are replayed by another process."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 WRITE_FAILURES = Counter(
-    "futurisys_trace_write_failures", "Group commits that failed, by reason (unreachable: sent to the journal; "
-    "rejected: the database refused a trace; journal: the journal could not be written).", ["reason"])
+    "futurisys_trace_write_failures", "Group commits that failed, by reason (unavailable: the database refused "
+    "or failed as a whole, sent to the journal; deadline: not done within the commit deadline, sent to the journal; "
+    "rejected: the database refused a trace for its content; journal: the journal could not be written).",
+    ["reason"])
 COMMITTED = Counter("futurisys_trace_committed", "Traces committed to the database by group commits.")
 JOURNALED = Counter("futurisys_trace_journaled",
                     "Traces written to the local journal while the database was unreachable.")
@@ -22,3 +24,15 @@ FLUSH_ROWS = Histogram("futurisys_trace_flush_rows", "Traces per group commit.",
                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000))
 FLUSH_SECONDS = Histogram("futurisys_trace_flush_seconds", "Duration of one group commit (database or journal).",
                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+QUARANTINED = Counter("futurisys_trace_quarantined",
+                      "Journaled traces the database refused for their content, set aside in a quarantine file "
+                      "(an alarm: replay it with `python -m persistence replay-quarantine FILE`).")
+LATE_COMMITS = Counter("futurisys_trace_late_committed",
+                       "Traces of group commits that landed after their deadline (journaled too; replay skips them).")
+WRITER_RESTARTS = Counter("futurisys_trace_writer_restarts", "Trace writer tasks that died and were restarted.",
+                          ["task"])
+JOURNAL_MODE = Gauge("futurisys_trace_journal_mode",
+                     "Worker processes whose trace writer journals (database unavailable) instead of committing.",
+                     multiprocess_mode="livesum")
+LAST_COMMIT = Gauge("futurisys_trace_last_commit_timestamp_seconds", "Unix time of the last group commit.",
+                    multiprocess_mode="livemax")

@@ -50,13 +50,18 @@ def upgrade(url: str | URL, lock_dir: Path | None = None) -> str:
     (default ``settings.state_dir``) serialises the processes of this host,
     and on PostgreSQL an advisory lock taken inside the migration transaction
     serialises hosts. A database already at head is left untouched.
+
+    A migration may run long (no statement timeout), but it waits for a lock
+    no longer than ``settings.lock_timeout_ms``: a migration queued behind a
+    long transaction would otherwise hold every trace write queued behind it.
+    It then fails, and the trace writer retries at its next probe.
     """
     if lock_dir is None:
         from settings import settings
 
         lock_dir = settings.state_dir
     lock_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(normalize_url(url))
+    engine = make_engine(normalize_url(url), statement_timeout_ms=0)
     try:
         with _in_process, FileLock(str(lock_dir / LOCK_NAME), thread_local=False):
             config = alembic_config()

@@ -5,20 +5,28 @@ process's journals (after rotating, so new appends go to a new file) and
 those of dead processes (whose lock can be taken), chunk by chunk with
 ``INSERT ... ON CONFLICT DO NOTHING``: a trace already stored, or replayed
 twice, is stored once. A trace the database refuses for its own content is
-quarantined, never dropped.
+quarantined, never dropped; a database that refuses or fails as a whole
+(:func:`persistence.database.classify_failure`) leaves every journal where
+it is, for the next pass.
+
+While its writer journals (the database was found unavailable), a pass is
+also the writer's probe: it runs even with nothing to replay, and only a pass
+that went through (schema migrated if the writer migrates, own journals
+inserted) puts the writer back to committing.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from persistence import metrics
-from persistence.database import is_unreachable, ping
-from persistence.journal import JOURNAL_GLOB, TraceJournal, read_journal
+from persistence.database import classify_failure, ping
+from persistence.journal import JOURNAL_GLOB, TraceJournal, journal_lines, read_journal
 from persistence.store import TraceStore
 from persistence.traces import Trace
 
@@ -32,19 +40,27 @@ class JournalReplayer:
     """Replays the journals of one writer's directory into its database, now and every ``interval_s``."""
 
     def __init__(self, store: TraceStore, journal: TraceJournal, stats: WriterStats, *, chunk_rows: int,
-                 interval_s: float, on_database_back: Callable[[], None] = lambda: None) -> None:
+                 interval_s: float, on_database_back: Callable[[], None] = lambda: None,
+                 needs_probe: Callable[[], bool] = lambda: False,
+                 prepare: Callable[[], None] | None = None) -> None:
+        """``needs_probe``: True while the writer journals; ``prepare`` runs before a replay (migrations)."""
         self.store = store
         self.journal = journal
         self.stats = stats
         self.chunk_rows = chunk_rows
         self.interval_s = interval_s
         self._on_database_back = on_database_back
+        self._needs_probe = needs_probe
+        self._prepare = prepare
         self._guard = threading.Lock()  # one pass at a time (the periodic task and replay_once)
+        self.database_answers = False  # the last probe's ping
+        self.first_pass = asyncio.Event()  # set once the first pass ended, however it ended
 
     async def run_forever(self, stopping: asyncio.Event) -> None:
         """Replay at once, then every ``interval_s`` until ``stopping`` is set."""
         while not stopping.is_set():
             await self.replay_logging_failures()
+            self.first_pass.set()
             try:
                 await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
             except TimeoutError:
@@ -66,16 +82,23 @@ class JournalReplayer:
         """One replay of every journal this process may replay; the traces inserted."""
         with self._guard:
             own = self.journal.own_files()
-            if not own and not self._orphans_may_exist():
+            probing = self._needs_probe()
+            if not own and not probing and not self._orphans_may_exist():
                 return 0
-            if not ping(self.store.engine):
+            self.database_answers = ping(self.store.engine)
+            if not self.database_answers:
                 return 0
-            self._on_database_back()
+            if self._prepare is not None:
+                self._prepare()
             inserted = 0
             # Rotate first: traces journaled from now on go to a new file, never to one being deleted.
             for path in self.journal.rotate():
                 inserted += self._replay_file(path)
                 self.journal.forget(path)
+            # This process's journal went in: the database takes writes again (what other processes left may
+            # take longer, and is not this writer's backlog).
+            if probing:
+                self._on_database_back()
             with self.journal.claim_orphans() as orphans:
                 for path in orphans:
                     log.info("replaying %s, left by a process that is gone", path.name)
@@ -90,13 +113,21 @@ class JournalReplayer:
     def _replay_file(self, path: Path) -> int:
         inserted = 0
         chunk: list[Trace] = []
-        for trace in read_journal(path):
+        unreadable: list[tuple[int, str]] = []
+        for trace in read_journal(path, on_unreadable=lambda number, line: unreadable.append((number, line))):
             chunk.append(trace)
             if len(chunk) >= self.chunk_rows:
                 inserted += self._insert_missing(path, chunk)
                 chunk = []
         if chunk:
             inserted += self._insert_missing(path, chunk)
+        # Set aside once the file went in: a pass that fails midway reads the file again, and must not
+        # quarantine the same line twice.
+        for number, line in unreadable:
+            kept = self.journal.quarantine_line(path, line)
+            self.stats.rejected += 1
+            log.error("%s:%d: a journal line that is not a valid trace; quarantined in %s", path.name, number,
+                      kept.name)
         if inserted:
             log.info("replayed %d journaled trace(s) from %s", inserted, path.name)
         return inserted
@@ -105,16 +136,57 @@ class JournalReplayer:
         try:
             inserted = self.store.insert_missing(traces)
         except Exception as exc:  # classified just below
-            if is_unreachable(exc):
-                raise
+            if classify_failure(exc) == "unavailable":
+                raise  # the whole database: keep the journal for the next pass, never quarantine
             if len(traces) > 1:
                 # Find the trace the database refuses, so the others are not held back by it.
                 return sum(self._insert_missing(source, [trace]) for trace in traces)
             kept = self.journal.quarantine(source, traces)
             metrics.WRITE_FAILURES.labels("rejected").inc()
             self.stats.rejected += 1
-            log.error("the database rejects journaled trace %s (%s); kept in %s", traces[0].request_id, exc, kept)
+            log.error("the database rejects journaled trace %s for its content (%s); quarantined in %s",
+                      traces[0].request_id, exc, kept)
             return 0
         self.stats.replayed += inserted
         metrics.REPLAYED.inc(inserted)
         return inserted
+
+
+def replay_quarantine(store: TraceStore, path: Path, chunk_rows: int = 1000) -> tuple[int, int]:
+    """Replay a quarantine file once the cause of its refusals is fixed; return (inserted, still kept).
+
+    Traces are inserted exactly once (a request id already stored is
+    skipped); what the database still refuses for its content, and lines that
+    still do not read as traces, stay in the file, which is deleted when
+    empty. A database unavailable as a whole raises and leaves the file as it
+    was.
+    """
+    kept_lines: list[str] = []
+    traces: list[Trace] = []
+    for trace in read_journal(path, on_unreadable=lambda _number, line: kept_lines.append(line)):
+        traces.append(trace)
+    inserted = 0
+    for start in range(0, len(traces), chunk_rows):
+        chunk = traces[start:start + chunk_rows]
+        try:
+            inserted += store.insert_missing(chunk)
+        except Exception as exc:  # classified just below
+            if classify_failure(exc) == "unavailable":
+                raise
+            for trace in chunk:  # find the traces still refused
+                try:
+                    inserted += store.insert_missing([trace])
+                except Exception as single:  # classified just below
+                    if classify_failure(single) == "unavailable":
+                        raise
+                    kept_lines.append(journal_lines([trace]))
+    if kept_lines:
+        replacement = path.with_name(f".{path.name}.tmp")
+        with replacement.open("w", encoding="utf-8") as stream:
+            stream.writelines(line if line.endswith("\n") else line + "\n" for line in kept_lines)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(replacement, path)
+    else:
+        path.unlink()
+    return inserted, len(kept_lines)

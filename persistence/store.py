@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from persistence.database import POSTGRES_CONNECT_TIMEOUT_S
+from persistence.database import classify_failure, postgres_connect_args
 from persistence.schema import prediction_traces
 from persistence.traces import TRACE_COLUMNS, Trace
 
@@ -44,7 +44,7 @@ class ExecutemanyTraceStore:
 
     def insert(self, traces: Sequence[Trace]) -> None:
         """Insert the traces in one transaction; fail on any duplicate request id."""
-        with self.engine.begin() as connection:
+        with self._session() as connection:
             connection.execute(sa.insert(prediction_traces), [trace.row() for trace in traces])
 
     def insert_missing(self, traces: Sequence[Trace]) -> int:
@@ -54,10 +54,29 @@ class ExecutemanyTraceStore:
         dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         add = (dialect_insert(prediction_traces).on_conflict_do_nothing(index_elements=["request_id"])
                .returning(prediction_traces.c.request_id))
-        with self.engine.begin() as connection:
+        with self._session() as connection:
             inserted = connection.execute(add, [trace.row() for trace in traces]).all()
         return len(inserted)
 
+    @contextmanager
+    def _session(self) -> Iterator[sa.Connection]:
+        """A transaction on a pooled connection; after a whole-database failure the connection is discarded.
+
+        A session made read-only (or otherwise refused) stays so until it is
+        closed: a new one is needed to see the database change back.
+        """
+        with self.engine.connect() as connection:
+            try:
+                with connection.begin():
+                    yield connection
+            except Exception as exc:
+                if classify_failure(exc) == "unavailable" and not connection.invalidated:
+                    connection.invalidate()
+                raise
+
+
+STATEMENT_MARGIN_MS = 1000
+"""The writer's statement_timeout past the commit deadline: the server ends what the writer stopped waiting for."""
 
 _COLUMN_LIST = ", ".join(TRACE_COLUMNS)
 _COPY = f"COPY {prediction_traces.name} ({_COLUMN_LIST}) FROM STDIN"
@@ -90,12 +109,20 @@ class CopyTraceStore:
     journal to catch up while live traffic goes on.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, commit_deadline_ms: int | None = None) -> None:
         if engine.dialect.driver != "psycopg":
             raise ValueError(f"COPY needs the psycopg 3 driver, not {engine.dialect.driver!r}")
+        if commit_deadline_ms is None:
+            from settings import settings
+
+            commit_deadline_ms = settings.commit_deadline_ms
         self.engine = engine
         self._async: psycopg.AsyncConnection[Any] | None = None
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # The writer's session: a lock wait ends at the commit deadline and a statement soon after it, so
+        # a group the writer gave up on (and journaled) stops holding the connection.
+        self._async_connect_args = postgres_connect_args(
+            statement_timeout_ms=commit_deadline_ms + STATEMENT_MARGIN_MS, lock_timeout_ms=commit_deadline_ms)
 
     def insert(self, traces: Sequence[Trace]) -> None:
         """Copy the traces in one transaction; fail on any duplicate request id."""
@@ -105,9 +132,11 @@ class CopyTraceStore:
                     for trace in traces:
                         copy.write_row(_copy_values(trace))
                 connection.commit()
-            except BaseException:
+            except BaseException as exc:
                 if not connection.broken and not connection.closed:
                     connection.rollback()
+                if isinstance(exc, Exception) and classify_failure(exc) == "unavailable":
+                    connection.close()  # a refused session is not reused (see _pooled)
                 raise
 
     async def insert_async(self, traces: Sequence[Trace]) -> None:
@@ -120,15 +149,19 @@ class CopyTraceStore:
         """
         if self._async is None:
             self._async = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S)
+                self._conninfo, autocommit=True, **self._async_connect_args)
         connection = self._async
         try:
             async with connection.cursor() as cursor, cursor.copy(_COPY) as copy:
                 for trace in traces:
                     await copy.write_row(_copy_values(trace))
-        except BaseException:
-            if connection.broken or connection.closed:
-                self._async = None
+        except BaseException as exc:
+            # Broken, or refused as a whole (read-only, no privilege...): the next group gets a new session,
+            # which sees the database as it is by then.
+            if (connection.broken or connection.closed or not isinstance(exc, Exception)
+                    or classify_failure(exc) == "unavailable"):
+                if self._async is connection:
+                    self._async = None
                 await connection.close()
             raise
 
@@ -157,15 +190,17 @@ class CopyTraceStore:
                     cursor.execute(_MOVE_STAGED)
                     inserted = cursor.rowcount
                 connection.commit()
-            except BaseException:
+            except BaseException as exc:
                 if not connection.broken and not connection.closed:
                     connection.rollback()
+                if isinstance(exc, Exception) and classify_failure(exc) == "unavailable":
+                    connection.close()  # a refused session is not reused (see _pooled)
                 raise
         return inserted
 
     @contextmanager
     def _pooled(self) -> Iterator[psycopg.Connection[Any]]:
-        """A raw psycopg connection from the engine's pool; a dead one is invalidated, not returned."""
+        """A raw psycopg connection from the engine's pool; a dead or closed one is invalidated, not returned."""
         pooled = self.engine.raw_connection()
         try:
             yield pooled.driver_connection
@@ -176,8 +211,8 @@ class CopyTraceStore:
             pooled.close()
 
 
-def make_trace_store(engine: Engine) -> TraceStore:
+def make_trace_store(engine: Engine, commit_deadline_ms: int | None = None) -> TraceStore:
     """The fastest store for the engine's backend: COPY on PostgreSQL (psycopg), executemany elsewhere."""
     if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
-        return CopyTraceStore(engine)
+        return CopyTraceStore(engine, commit_deadline_ms)
     return ExecutemanyTraceStore(engine)

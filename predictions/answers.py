@@ -125,3 +125,29 @@ class TracePage(BaseModel):
     total: int = Field(description="Every matching trace, not just this page.")
     limit: int
     offset: int
+
+
+class WriterDetail(BaseModel):
+    """The trace writer of the worker that answered."""
+
+    state: Literal["committing", "journaling", "failed", "stopped"] = Field(
+        description="committing: traces go to the database; journaling: the database is unavailable (down, "
+                    "refusing writes or missing its deadline) and traces go to the local journal.")
+    healthy: bool = Field(description="The writer's task runs: every trace is committed or journaled.")
+    database_reachable: bool = Field(description="The database answered its last commit or probe.")
+    journal_backlog: int = Field(description="Traces journaled by this worker, not yet replayed.")
+    orphaned_journals: int = Field(description="Journal files of other processes waiting for a replay.")
+    quarantined: int = Field(description="Traces in quarantine files: the database refused them for their content "
+                                         "(an alarm; `python -m persistence replay-quarantine FILE`).")
+    last_commit_at: str | None = Field(description="ISO 8601 time of this worker's last group commit.")
+    restarts: int = Field(description="Writer tasks that died and were restarted.")
+
+
+class Health(BaseModel):
+    """The health detail of one worker (``/readyz`` answers the same ``ready``, with an empty body)."""
+
+    ready: bool
+    default_model: str
+    default_model_valid: bool
+    tracing: bool
+    writer: WriterDetail | None = Field(description="Null when tracing is off.")

@@ -25,8 +25,8 @@ from attrition.schema import EXAMPLE_EMPLOYEE, NEGATIVE_LABEL, POSITIVE_LABEL, E
 from persistence import dataset, queries
 from persistence.traces import Trace
 from persistence.writer import TraceWriteError, TraceWriter
-from predictions.answers import (DatasetSummary, Metadata, ModelDetail, ModelList, ModelSummary, Prediction,
-                                 PredictionBatch, TracePage, TraceRecord)
+from predictions.answers import (DatasetSummary, Health, Metadata, ModelDetail, ModelList, ModelSummary, Prediction,
+                                 PredictionBatch, TracePage, TraceRecord, WriterDetail)
 from registry.catalogue import ModelCatalogue, ModelEntry
 from registry.runner import RunnerPool
 from registry.serving import Served, serve_rows
@@ -50,9 +50,12 @@ class PredictionLayer:
 
     @classmethod
     def open(cls, settings: Settings) -> PredictionLayer:
-        """Import ``models/`` into the store, migrate the database, and build the layer of one worker."""
+        """Import ``models/`` into the store and build the layer of one worker; nothing touches the database.
+
+        The trace writer migrates the database itself, at start or once the
+        database is back: a worker starts, serves and journals during an outage.
+        """
         from persistence.database import make_engine
-        from persistence.migrate import upgrade
         from registry.store import import_models
 
         report = import_models(settings.models_dir)
@@ -60,16 +63,17 @@ class PredictionLayer:
             log.info("Imported %s into the model store", ", ".join(report.imported))
         catalogue = ModelCatalogue.from_store(settings.models_dir, settings.default_model)
         runners = RunnerPool(catalogue, settings.max_batch_size, settings.max_latency_ms)
-        upgrade(settings.resolved_database_url)
         engine = make_engine(settings.resolved_database_url)
-        writer = TraceWriter(engine) if settings.tracing else None
+        writer = TraceWriter(engine, migrate=True) if settings.tracing else None
         return cls(catalogue, runners, engine, writer, max_batch_rows=settings.max_batch_rows)
 
     async def start(self) -> None:
-        """Start the trace writer (and its journal replay) in the running event loop."""
+        """Start the trace writer (it migrates, then replays the journals) in the running event loop."""
         if self.writer is not None:
             await self.writer.start()
             self._writer_started = True
+        else:
+            await asyncio.to_thread(_migrate_logging_failure, self.engine)
 
     async def close(self) -> None:
         """Commit what is pending, stop the runners, then release the database pool (owned here)."""
@@ -80,8 +84,19 @@ class PredictionLayer:
 
     @property
     def ready(self) -> bool:
-        """True when the default model can serve and, with tracing on, the trace writer runs."""
-        return self.catalogue.default.valid and (self.writer is None or self._writer_started)
+        """True when the default model can serve and, with tracing on, the trace writer's task is alive."""
+        return self.catalogue.default.valid and (self.writer is None or self.writer.healthy)
+
+    def health(self) -> Health:
+        """The health detail: readiness, the default model, the trace writer's state (no database call)."""
+        default = self.catalogue.default
+        writer = None
+        if self.writer is not None:
+            detail = self.writer.health()
+            writer = WriterDetail(**{**detail.__dict__, "last_commit_at": (
+                detail.last_commit_at.isoformat() if detail.last_commit_at else None)})
+        return Health(ready=self.ready, default_model=default.tag, default_model_valid=default.valid,
+                      tracing=self.writer is not None, writer=writer)
 
     # -- predictions -------------------------------------------------------------------------------
 
@@ -190,6 +205,16 @@ class PredictionLayer:
         except ValueError as exc:
             raise InvalidRequest(f"invalid request: {exc}", [problem("from", str(exc))]) from exc
         return TracePage(**page)
+
+
+def _migrate_logging_failure(engine: Engine) -> None:
+    """Without tracing there is no writer to migrate: try once at start, and say so when it fails."""
+    from persistence.migrate import upgrade
+
+    try:
+        upgrade(engine.url)
+    except Exception as exc:  # the reads then fail on their own; the service still starts
+        log.warning("database migration at start failed: %s", exc)
 
 
 def _answers(served: Served, requested_model: str | None) -> list[Prediction]:

@@ -25,7 +25,7 @@ CONTRACT = [
     (BodyTooLarge(1024), 413, "body"),
     (BatchTooLarge(30, 25), 413, "employees"),
     (UnsupportedMediaType("text/plain"), 415, "content-type"),
-    (TraceNotStored("journal not writable"), 500, "trace"),
+    (TraceNotStored("journal not writable"), 503, "trace"),
     (DefaultModelUnavailable("the default model x:v1 is invalid"), 503, "model"),
 ]
 

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -15,7 +16,7 @@ from persistence import database
 from persistence.journal import read_journal
 from persistence.store import make_trace_store
 from persistence.traces import Trace
-from persistence.writer import TraceWriteError, TraceWriter
+from persistence.writer import TraceWriter
 from tests.persistence.factories import make_trace, make_traces, unreachable_postgres_url
 from tests.persistence.expectations import assert_stored_exactly, sample, stored_rows
 
@@ -137,7 +138,7 @@ def test_journal_of_a_live_process_is_left_to_its_owner(migrated_url: str, migra
     assert_stored_exactly(migrated_engine, traces)
 
 
-def test_trace_the_database_refuses_is_set_aside_and_the_rest_replayed(
+def test_a_journal_line_that_is_not_a_valid_trace_is_quarantined_and_the_rest_replayed(
         migrated_url: str, migrated_engine: Engine, journal_dir: Path) -> None:
     traces = make_traces(4)
     refused = {**make_trace(9).to_dict(), "model_name": None}  # NOT NULL: no replay could ever insert it
@@ -150,8 +151,8 @@ def test_trace_the_database_refuses_is_set_aside_and_the_rest_replayed(
     assert asyncio.run(replay_into(migrated_url, journal_dir)) == 4
     assert not orphan.exists()
     assert_stored_exactly(migrated_engine, traces)
-    [kept] = read_journal(journal_dir / f"rejected-{orphan.name}")
-    assert kept.request_id == refused["request_id"]
+    [kept] = (journal_dir / f"quarantine-{orphan.name}").read_text(encoding="utf-8").splitlines()
+    assert json.loads(kept) == refused  # as written, never dropped
 
 
 def test_locked_sqlite_database_journals_then_replays_own_journal(
@@ -187,21 +188,7 @@ def test_locked_sqlite_database_journals_then_replays_own_journal(
         engine.dispose()
 
 
-def test_a_trace_that_cannot_be_journaled_fails_only_its_own_call(journal_dir: Path) -> None:
-    good = make_traces(4)
-    unserialisable = make_trace(50, inputs={"age": {35}})  # a set: no JSON form
-
-    async def scenario():
-        writer = TraceWriter(unreachable_postgres_url(), journal_dir=journal_dir)
-        await writer.start()
-        try:
-            return await asyncio.gather(writer.record([unserialisable]), *(writer.record([t]) for t in good),
-                                        return_exceptions=True)
-        finally:
-            await writer.stop()
-
-    outcomes = asyncio.run(scenario())
-    assert isinstance(outcomes[0], TraceWriteError)
-    assert outcomes[1:] == ["journaled"] * 4
-    assert sorted(t.request_id for path in journal_files(journal_dir) for t in read_journal(path)) == sorted(
-        t.request_id for t in good)
+def test_a_trace_whose_inputs_cannot_be_serialised_is_refused_at_the_door() -> None:
+    # Refused when the trace is built (before any answer), never later by the journal or the database.
+    with pytest.raises(ValueError, match="inputs is not a JSON document"):
+        make_trace(50, inputs={"age": {35}})  # a set: no JSON form
