@@ -16,6 +16,12 @@ The bundle is checked before the script ends: every model of bentofile.yaml is
 inside, the port is 7860, and no secret of this environment (``HF_TOKEN``,
 API keys, database passwords) nor anything shaped like a token is in any file.
 The deploy job pushes this folder as it is (deploy/deploy_space.py).
+
+It writes a second bundle too, ``--dashboard-out`` (default
+``build/dashboard-space``): a Docker Space that runs the Streamlit dashboard
+(``dashboard/``, the modules it imports, ``models/`` for the audit's
+re-scoring) on 7860, pointed through its ``FUTURISYS_DASHBOARD_DATABASE_URL``
+secret at the same hosted PostgreSQL, as the read-only role.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT_ROOT / "build" / "space"
 SPACE_PORT = 7860
 SPACE_UID = 1000
+DEFAULT_DASHBOARD_OUT = PROJECT_ROOT / "build" / "dashboard-space"
 
 SPACE_FRONT_MATTER = {
     "title": "Futurisys Attrition",
@@ -233,21 +240,95 @@ def build_space(out: Path, skip_import: bool = False) -> str:
     return tag
 
 
+DASHBOARD_SOURCES = ("dashboard", "attrition", "persistence", "registry", "api", "settings.py", "models",
+                     "requirements.txt", ".streamlit")
+"""What the dashboard Space needs: the app, the modules it imports, the model versions it re-scores."""
+DASHBOARD_FRONT_MATTER = {**SPACE_FRONT_MATTER, "title": "Futurisys Attrition Dashboard", "emoji": "📊",
+                          "short_description": "Service health, audit, models and drift of the trace"}
+
+
+def dashboard_dockerfile(port: int = SPACE_PORT, uid: int = SPACE_UID) -> str:
+    """The dashboard Space's Dockerfile: Python 3.11, both pinned requirement files, Streamlit on ``port``."""
+    return f"""# Hugging Face Space image of the Futurisys dashboard, written by deploy/build_space.py.
+FROM python:3.11-slim
+RUN useradd --create-home --uid {uid} user
+WORKDIR /home/user/app
+COPY --chown=user requirements.txt ./requirements.txt
+COPY --chown=user dashboard/requirements.txt ./dashboard/requirements.txt
+RUN pip install --no-cache-dir -r requirements.txt -r dashboard/requirements.txt
+COPY --chown=user . .
+USER user
+ENV FUTURISYS_STATE_DIR=/tmp/futurisys PYTHONUNBUFFERED=1
+EXPOSE {port}
+# The trace is personal data: listening on every interface is this image's deliberate choice (the Space
+# puts its own authentication in front when it is private); locally the dashboard stays on 127.0.0.1.
+CMD ["python", "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "0.0.0.0", \\
+     "--server.port", "{port}", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+"""
+
+
+def dashboard_readme() -> str:
+    """The dashboard Space's README.md: front-matter, then how to point it at the trace database."""
+    front_matter = yaml.safe_dump(DASHBOARD_FRONT_MATTER, sort_keys=False, allow_unicode=True)
+    return f"""---
+{front_matter}---
+
+# Futurisys — attrition dashboard
+
+The Streamlit dashboard over the prediction trace of the Futurisys attrition
+service: service health, the audit of one request (with its re-scoring),
+the models compared on served traffic, and input drift.
+
+## Configuration (Space settings → Variables and secrets)
+
+- `FUTURISYS_DASHBOARD_DATABASE_URL` (secret): the service's hosted PostgreSQL,
+  as the read-only role created with
+  `DATABASE_URL=<admin url> python3 -m dashboard.readonly_role --role futurisys_dashboard`
+  (it prints the URL to paste here). The dashboard never writes.
+- Keep this Space **private**: the trace holds personal data.
+"""
+
+
+def build_dashboard_space(out: Path) -> None:
+    """Write the dashboard Space bundle into ``out`` (replacing it) and check it is free of secrets."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc", "*.db", "*.db-*")
+    for name in DASHBOARD_SOURCES:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, out / name, ignore=ignored)
+        elif source.is_file():
+            shutil.copyfile(source, out / name)
+        else:
+            raise BundleError(f"{name} is missing from the project")
+    (out / "Dockerfile").write_text(dashboard_dockerfile(), encoding="utf-8")
+    (out / "README.md").write_text(dashboard_readme(), encoding="utf-8")
+    findings = find_secrets(out, dict(os.environ))
+    if findings:
+        raise BundleError("possible secrets in the dashboard bundle (values not shown): " + ", ".join(findings))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: build the Space bundle; exit 1 with the reason when it cannot be built."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"bundle folder (default: {DEFAULT_OUT})")
     parser.add_argument("--skip-import", action="store_true",
                         help="do not run `python -m registry import` (the store already holds the models)")
+    parser.add_argument("--dashboard-out", type=Path, default=DEFAULT_DASHBOARD_OUT,
+                        help=f"dashboard Space bundle folder (default: {DEFAULT_DASHBOARD_OUT})")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
         tag = build_space(args.out.resolve(), args.skip_import)
+        build_dashboard_space(args.dashboard_out.resolve())
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"bundle of {tag} in {args.out} ({size / 2**20:.1f} MiB, {time.monotonic() - started:.0f} s)")
+    print(f"dashboard bundle in {args.dashboard_out}")
     return 0
 
 

@@ -457,3 +457,34 @@ def test_built_bundle_serves_the_example_prediction(built, tmp_path):
             stop_process_group(server)
     assert done.returncode == 0, done.stderr + (tmp_path / "serve.log").read_text(errors="replace")[-4000:]
     assert "prediction=" in done.stdout
+
+
+# ---- the dashboard Space bundle ----------------------------------------------------------------
+
+
+def test_dashboard_bundle_holds_every_module_the_dashboard_imports_and_runs_streamlit_on_7860(tmp_path):
+    out = tmp_path / "dashboard-space"
+    build_space.build_dashboard_space(out)
+    roots = [PROJECT_ROOT / "dashboard" / "app.py", *sorted((PROJECT_ROOT / "dashboard" / "views").glob("*.py"))]
+    seen: set[Path] = set()
+    todo = list(roots)
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(project_imports(path) - seen)
+    relative = sorted(str(p.relative_to(PROJECT_ROOT)) for p in seen)
+    assert "dashboard/queries.py" in relative and "persistence/schema.py" in relative
+    assert [p for p in relative if not (out / p).is_file()] == []
+    for version in shipped_versions():
+        name, _, number = version.partition(":")
+        assert (out / "models" / name / number / "model.joblib").is_file(), version
+    assert not list(out.rglob("__pycache__")) and not (out / "tests").exists()
+    dockerfile = (out / "Dockerfile").read_text(encoding="utf-8")
+    assert "FROM python:3.11" in dockerfile and "EXPOSE 7860" in dockerfile
+    assert "-r requirements.txt -r dashboard/requirements.txt" in dockerfile
+    assert '"--server.address", "0.0.0.0"' in dockerfile and '"--server.port", "7860"' in dockerfile
+    meta = front_matter((out / "README.md").read_text(encoding="utf-8"))
+    assert meta["sdk"] == "docker" and meta["app_port"] == 7860 and len(meta["short_description"]) <= 60
+    assert "FUTURISYS_DASHBOARD_DATABASE_URL" in (out / "README.md").read_text(encoding="utf-8")
+    assert build_space.find_secrets(out, {}) == []
