@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Annotated
 
 import bentoml
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from pydantic import Field
 
 from api import errors
+from api.keys import document_keys, key_id_of
 from api.middleware import EdgeMiddleware
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.queries import MAX_PAGE_SIZE
@@ -27,7 +28,8 @@ from predictions.layer import PredictionLayer
 from settings import SERVICE_NAME, settings
 from tuning import tune_worker, warm_up_worker
 
-http = FastAPI(title="Futurisys attrition — read endpoints")
+# One docs page, BentoML's at / with /docs.json: no second one from FastAPI.
+http = FastAPI(title="Futurisys attrition — read endpoints", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @bentoml.service(
@@ -63,6 +65,7 @@ class AttritionService:
     @bentoml.api(route="/predict")
     async def predict(
         self,
+        ctx: bentoml.Context,  # given by BentoML: the caller's request, with its verified key
         employee: Annotated[Employee | None, Field(
             description="The 30 employee fields. Omit it to score a stored employee by employee_id.",
             examples=[EXAMPLE_EMPLOYEE])] = None,
@@ -73,11 +76,12 @@ class AttritionService:
             examples=["champion"])] = None,
     ) -> Prediction:
         """Score one employee: inline fields, or a stored employee by id."""
-        return await self.predictions.predict(employee, employee_id, model)
+        return await self.predictions.predict(employee, employee_id, model, key_id_of(ctx.request.scope))
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(
         self,
+        ctx: bentoml.Context,  # given by BentoML: the caller's request, with its verified key
         employees: Annotated[list[Employee], Field(
             description=f"Employees to score, in order; at most {settings.max_batch_rows} rows.",
             examples=[[EXAMPLE_EMPLOYEE]])],
@@ -85,7 +89,7 @@ class AttritionService:
             description="name, name:version or alias; default model when omitted.")] = None,
     ) -> PredictionBatch:
         """Score many employees in one call; one answer per row, in input order."""
-        return await self.predictions.predict_batch(employees, model)
+        return await self.predictions.predict_batch(employees, model, key_id_of(ctx.request.scope))
 
     # ---- reads (GET, FastAPI) -----------------------------------------------------------------
 
@@ -110,13 +114,14 @@ class AttritionService:
         return self.predictions.metadata()
 
     @http.get("/predictions/{request_id}", summary="The stored trace of one request")
-    def prediction_trace(self, request_id: str) -> TraceRecord:  # type: ignore[valid-type]
+    def prediction_trace(self, request: Request, request_id: str) -> TraceRecord:  # type: ignore[valid-type]
         """Inputs, outputs, model, version and timings of one request, as stored."""
-        return self.predictions.trace(request_id)
+        return self.predictions.trace(request_id, key_id_of(request.scope))
 
     @http.get("/predictions", summary="Traces over a period, an employee's or all")
     def prediction_traces(
         self,
+        request: Request,
         employee_id: Annotated[int | None, Query(ge=1, description="Only this employee's traces.")] = None,
         start: Annotated[datetime | None, Query(alias="from", description="ISO 8601, inclusive.")] = None,
         end: Annotated[datetime | None, Query(alias="to", description="ISO 8601, exclusive.")] = None,
@@ -124,9 +129,16 @@ class AttritionService:
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> TracePage:
         """Traces ordered by reception time, paginated."""
-        return self.predictions.traces(employee_id, start, end, limit, offset)
+        return self.predictions.traces(employee_id, start, end, limit, offset, key_id_of(request.scope))
+
+    # ---- docs ---------------------------------------------------------------------------------
+
+    @http.get("/docs.json", include_in_schema=False)
+    def openapi_document(self) -> dict:
+        """BentoML's OpenAPI document of the service, with the API key schemes (the docs page's Authorize)."""
+        return document_keys(AttritionService.openapi_spec.asdict(), settings.metrics_open)
 
 
 errors.install(AttritionService, http)
-AttritionService.add_asgi_middleware(EdgeMiddleware, api_keys=settings.api_key_set,
+AttritionService.add_asgi_middleware(EdgeMiddleware, keys=settings.api_key_entries, metrics_open=settings.metrics_open,
                                      recycle_every=settings.recycle_connections_every)

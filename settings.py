@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -29,7 +30,27 @@ class Settings(BaseSettings):
                              description="The versioned model artifacts imported into the BentoML store.")
     default_model: str | None = Field(default=None,
                                       description="Model served when a request names none; unset: the champion.")
-    api_keys: str = Field(default="", description="Comma-separated API keys; empty disables authentication.")
+    # Access: keys as hashes with scopes (api/keys.py); refused at start in any other form.
+    api_keys: str = Field(
+        default="", description="Comma-separated id:sha256hex:scope+scope entries (python -m api keys create); "
+                                "empty: no keys, and trace reads answer loopback clients only.")
+    metrics_open: bool = Field(default=True, description="/metrics answers without a key (false: any valid key).")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_are_entries(cls, value: str) -> str:
+        from api.keys import parse_keys
+
+        parse_keys(value)  # raises KeyConfigurationError, which names the entry at fault but never repeats it
+        return value
+
+    @property
+    def api_key_entries(self) -> tuple[Any, ...]:
+        """The configured keys (:class:`api.keys.ApiKey`; empty: no keys)."""
+        from api.keys import parse_keys
+
+        return parse_keys(self.api_keys)
+
     tracing: bool = Field(default=True, description="Write a trace of every prediction (off only for benchmarks).")
     access_log: bool = Field(default=True, description="BentoML per-request access log (costs throughput).")
     workers: int = Field(default=1, ge=1, description="BentoML worker processes.")
@@ -96,11 +117,6 @@ class Settings(BaseSettings):
     def journal_dir(self) -> Path:
         """Directory of the per-process trace journals."""
         return self.state_dir / "journal"
-
-    @property
-    def api_key_set(self) -> frozenset[str]:
-        """The accepted API keys (empty: authentication disabled)."""
-        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
 
 
 settings = Settings()

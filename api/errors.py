@@ -32,6 +32,10 @@ class MissingApiKey(RequestRejected):
     """No API key, or one the service does not know."""
 
 
+class Forbidden(RequestRejected):
+    """A valid API key without the scope the route needs."""
+
+
 class BodyTooLarge(RequestRejected):
     """A request body over the size limit."""
 
@@ -50,6 +54,7 @@ class UnsupportedMediaType(RequestRejected):
 STATUS_OF: dict[type[DomainError], int] = {
     InvalidRequest: 400,
     MissingApiKey: 401,
+    Forbidden: 403,
     UnknownModel: 404,
     NotFound: 404,
     BodyTooLarge: 413,

@@ -1,7 +1,10 @@
 """The ASGI middleware in front of every route of the service: the HTTP edge's checks.
 
-- API keys (``FUTURISYS_API_KEYS``): 401 without a valid ``X-API-Key`` or bearer token;
-  health probes, metrics and the docs stay open.
+- API keys and scopes (``FUTURISYS_API_KEYS``, :mod:`api.keys`): 401 without a valid key
+  (``Authorization: Bearer`` or ``X-API-Key``), 403 for a key without the route's scope;
+  the probes and the docs stay open (exact paths). The verified key's id is left in
+  ``scope["state"]`` for the endpoints to record. Without keys, trace reads and
+  outcomes answer loopback TCP peers only.
 - Body size: 413 past ``max_body_bytes``.
 - Content type: a POST body must be JSON (415 otherwise; BentoML answers 5xx).
 - Error bodies: any 4xx answer becomes a JSON object naming the fields at fault
@@ -10,18 +13,26 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable
+import logging
+import os
+import socket
+import sys
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from prometheus_client import Counter
 
-from api.errors import (BodyTooLarge, MissingApiKey, RequestRejected, UnsupportedMediaType, error_answer,
+from api.errors import (BodyTooLarge, Forbidden, MissingApiKey, RequestRejected, UnsupportedMediaType, error_answer,
                         invalid_request)
+from api.keys import (ANY_KEY, KEY_ID_STATE, LOOPBACK_ONLY_SCOPES, OPEN, ApiKey, KeyRing, is_loopback, presented_key,
+                      requirement)
+from attrition.errors import problem
+
+log = logging.getLogger(__name__)
 
 INVALID_REQUESTS = Counter(
     "futurisys_invalid_requests_total", "Requests rejected with a 4xx answer (not traced).",
     ["endpoint", "status"])
 
-OPEN_PATHS = ("/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/schema.json", "/static_content", "/docs")
 TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/predictions"}
 
 Scope = dict[str, Any]
@@ -57,16 +68,53 @@ def _normalise_error(body: bytes) -> bytes | None:
     return None
 
 
-class EdgeMiddleware:
-    """API keys, body limits, content type and uniform 4xx error bodies."""
+def listening_addresses(argv: Sequence[str] | None = None) -> list[tuple[str, int]] | None:
+    """The addresses this BentoML worker listens on, or None when they cannot be known.
 
-    def __init__(self, app: Callable[..., Awaitable[None]], api_keys: frozenset[str] = frozenset(),
+    ``bentoml serve`` binds the socket in its supervisor and hands it to each
+    worker as ``--fd N`` on the worker's command line: the worker asks that
+    socket (a duplicate of it) where it is bound.
+    """
+    argv = sys.argv if argv is None else argv
+    try:
+        fd = int(argv[list(argv).index("--fd") + 1])
+    except (ValueError, IndexError):
+        return None
+    try:
+        with socket.socket(fileno=os.dup(fd)) as listening:
+            address = listening.getsockname()
+    except OSError:
+        return None
+    return [(str(address[0]), int(address[1]))] if isinstance(address, tuple) else None
+
+
+def exposure_warning(keys: Iterable[ApiKey], addresses: list[tuple[str, int]] | None) -> str | None:
+    """The warning for a service without keys that listens beyond loopback (None when there is none to give)."""
+    if any(True for _ in keys) or not addresses:
+        return None
+    exposed = [f"{host}:{port}" for host, port in addresses if not is_loopback((host, port))]
+    if not exposed:
+        return None
+    return (f"No API keys configured (FUTURISYS_API_KEYS) and the service listens on {', '.join(exposed)}, beyond "
+            "loopback: anyone who reaches it can predict and read models; trace reads and outcomes answer loopback "
+            "clients only. Create keys with `python -m api keys create ID --scopes predict+read`.")
+
+
+class EdgeMiddleware:
+    """API keys and scopes, body limits, content type and uniform 4xx error bodies."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], keys: Iterable[ApiKey] = (), metrics_open: bool = True,
                  max_body_bytes: int = 4 * 1024 * 1024, recycle_every: int = 0) -> None:
+        """The edge in front of ``app``; with no ``keys``, access control is off except for personal data."""
         self.app = app
-        self.api_keys = api_keys
+        self.keys = KeyRing(keys)
+        self.metrics_open = metrics_open
         self.max_body_bytes = max_body_bytes
         self.recycle_every = recycle_every
         self._answered = 0
+        warning = exposure_warning(self.keys.keys, listening_addresses())
+        if warning:
+            log.warning(warning)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,6 +132,8 @@ class EdgeMiddleware:
                 receive = _replay(body)
         if rejection is not None:
             answer = error_answer(rejection)
+            if answer.status_code == 401:
+                answer.headers["WWW-Authenticate"] = "Bearer"
             INVALID_REQUESTS.labels(endpoint, str(answer.status_code)).inc()
             await answer(scope, receive, send)
             return
@@ -123,11 +173,9 @@ class EdgeMiddleware:
         return {**start, "headers": [*start.get("headers", []), (b"connection", b"close")]}
 
     def _reject(self, scope: Scope, path: str, headers: dict[str, str]) -> RequestRejected | None:
-        if self.api_keys and path not in ("/", "") and not path.startswith(OPEN_PATHS):
-            key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if key not in self.api_keys:
-                message = "missing or invalid API key (X-API-Key header)"
-                return MissingApiKey(message, [{"field": "X-API-Key", "message": message}])
+        refused = self._authorize(scope, path, headers)
+        if refused is not None:
+            return refused
         if scope.get("method") == "POST":
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
@@ -135,6 +183,31 @@ class EdgeMiddleware:
             content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
             if content_type not in ("application/json", ""):
                 return UnsupportedMediaType(content_type)
+        return None
+
+    def _authorize(self, scope: Scope, path: str, headers: dict[str, str]) -> RequestRejected | None:
+        """Refuse a request its credentials do not allow; otherwise record the verified key's id in its state."""
+        state = scope.setdefault("state", {})
+        state[KEY_ID_STATE] = None
+        needed = requirement(path, self.metrics_open)
+        if needed == OPEN:
+            return None
+        if not self.keys:
+            if needed in LOOPBACK_ONLY_SCOPES and not is_loopback(scope.get("client")):
+                message = (f"a '{needed}' API key is needed: this service has no keys configured, and without keys "
+                           "it answers this route to loopback clients only")
+                return MissingApiKey(message, [problem("Authorization", message, scope=needed)])
+            return None
+        presented, why = presented_key(headers)
+        if presented is None:
+            return MissingApiKey(f"missing API key: {why}", [problem("Authorization", str(why))])
+        key = self.keys.identify(presented)
+        if key is None:
+            return MissingApiKey("unknown API key", [problem("Authorization", "this key is not configured")])
+        if needed != ANY_KEY and needed not in key.scopes:
+            message = f"API key {key.id!r} lacks the '{needed}' scope this route needs"
+            return Forbidden(message, [problem("scope", message, scope=needed, key_id=key.id)])
+        state[KEY_ID_STATE] = key.id
         return None
 
     async def _read_body(self, receive: Receive) -> bytes | None:

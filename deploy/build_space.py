@@ -166,8 +166,14 @@ Models in this image:
 
 - `DATABASE_URL` (secret): a hosted PostgreSQL. Without it the traces go to an
   embedded SQLite file, and a Space's disk does not survive a restart.
-- `FUTURISYS_API_KEYS` (secret): comma-separated API keys; requests then need
-  an `X-API-Key` header.
+- `FUTURISYS_API_KEYS` (secret): comma-separated `id:sha256hex:scopes` entries
+  (scopes `predict`, `read`, `outcomes` joined by `+`). Create each key on your
+  machine with `python -m api keys create hr-tool --scopes predict+read`: it
+  prints the key once (give it to the client) and the entry to paste here; the
+  Space keeps only the hash. Clients send `Authorization: Bearer <key>` or
+  `X-API-Key: <key>`; the page at `/` has an Authorize button. Without keys,
+  anyone can predict, and the traces (`GET /predictions`) are not readable from
+  outside the container at all.
 - `FUTURISYS_DEFAULT_MODEL` (variable): the model used when a request names none.
 """
 
@@ -226,7 +232,8 @@ def find_secrets(root: Path, environ: dict[str, str]) -> list[str]:
 
 def build_space(out: Path, skip_import: bool = False) -> str:
     """Build the bundle into ``out``; return the bento tag."""
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    # A build needs no API keys: the keys of this environment never reach it, nor the service it imports.
+    env = {**{k: v for k, v in os.environ.items() if k != "FUTURISYS_API_KEYS"}, "BENTOML_DO_NOT_TRACK": "True"}
     if not skip_import:
         print(run([sys.executable, "-m", "registry", "import"], env=env), end="")
     tag = build_bento(env)

@@ -2,6 +2,10 @@
 
     python deploy/smoke_test.py http://127.0.0.1:3000 [--timeout 120] [--api-key KEY]
 
+``--api-key`` (default: ``FUTURISYS_API_KEY``) is a key with the ``predict``
+scope, as ``python -m api keys create`` printed it: the key itself, not the
+``id:sha256hex:scopes`` entry the service is configured with.
+
 Polls ``/readyz`` until it answers 200, posts ``{"employee": EXAMPLE_EMPLOYEE}``
 to ``/predict`` and checks the answer: ``prediction`` in {0, 1}, ``probability``
 in [0, 1], a ``request_id``. Exits 0 when all holds, 1 otherwise. Standard
@@ -84,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("base_url", help="e.g. http://127.0.0.1:3000")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for /readyz")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between two /readyz probes")
-    default_key = next((k.strip() for k in os.environ.get("FUTURISYS_API_KEYS", "").split(",") if k.strip()), None)
-    parser.add_argument("--api-key", default=default_key,
-                        help="X-API-Key to send (default: the first of FUTURISYS_API_KEYS, if set)")
+    parser.add_argument("--api-key", default=os.environ.get("FUTURISYS_API_KEY") or None,
+                        help="a key with the predict scope, sent as X-API-Key (default: FUTURISYS_API_KEY; the "
+                             "service's FUTURISYS_API_KEYS holds only hashes)")
     args = parser.parse_args(argv)
     base_url = args.base_url.rstrip("/")
     try:

@@ -16,10 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from attrition.schema import EMPLOYEE_ID, FEATURES, TARGET, FeatureSpec
-from persistence.columns import CATEGORY_LENGTH, UTCDateTime, utcnow
+from persistence.columns import CATEGORY_LENGTH, JSONDocument, UTCDateTime, utcnow
 from persistence.traces import ENDPOINTS, STATUSES, trace_columns
 
-__all__ = ["CATEGORY_LENGTH", "ENDPOINTS", "STATUSES", "employees", "metadata", "prediction_traces", "utcnow"]
+__all__ = ["CATEGORY_LENGTH", "ENDPOINTS", "STATUSES", "employees", "metadata", "prediction_traces", "trace_reads",
+           "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -64,3 +65,20 @@ prediction_traces = sa.Table(
 One row per predicted employee (a batch row has its own request id), written
 whole in one statement, so a request never exists without its answer.
 """
+
+trace_reads = sa.Table(
+    "trace_reads", metadata,
+    # A key made by the reader, not a sequence: a role that may only insert here needs no sequence grant.
+    sa.Column("read_id", sa.String(36), primary_key=True),
+    sa.Column("read_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("key_id", sa.String(64), nullable=True, comment="Id of the API key that read; null without keys."),
+    sa.Column("route", sa.String(100), nullable=False, comment="What read: GET /predictions, a dashboard view."),
+    sa.Column("employee_id", sa.BigInteger, nullable=True,
+              comment="The employee asked for, or whose trace was read by request id."),
+    sa.Column("request_id", sa.String(64), nullable=True, comment="The request id asked for."),
+    sa.Column("parameters", JSONDocument, nullable=False, comment="The read's other parameters (period, page)."),
+    sa.Column("rows", sa.Integer, nullable=False, comment="Traces returned."),
+    sa.Index(None, "employee_id", "read_at"),
+    sa.Index(None, "read_at"),
+)
+"""Who read traces, and when: one row per read through the API or the dashboard (persistence/reads.py)."""

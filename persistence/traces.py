@@ -49,6 +49,8 @@ class Trace:
     requested_model: str | None = field(default=None, metadata=column(sa.String(200)))
     employee_id: int | None = field(default=None, metadata=column(sa.BigInteger))
     batch_index: int | None = field(default=None, metadata=column(sa.Integer))
+    key_id: str | None = field(default=None, metadata=column(
+        sa.String(64), comment="Id of the API key that asked (never the key); null without keys."))
     inputs: dict[str, Any] = field(metadata=column(JSONDocument, comment="The 30 fields the model was given."))
     # The answer
     model_name: str = field(metadata=column(sa.String(200), record="model"))

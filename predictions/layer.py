@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, InvalidRequest, TraceNotStored, UnknownEmployee,
                               UnknownRequest, problem)
 from attrition.schema import EXAMPLE_EMPLOYEE, NEGATIVE_LABEL, POSITIVE_LABEL, Employee, feature_schema
-from persistence import dataset, queries
+from persistence import dataset, queries, reads
 from persistence.traces import Trace
 from persistence.writer import TraceWriteError, TraceWriter
 from predictions.answers import (DatasetSummary, Health, Metadata, ModelDetail, ModelList, ModelSummary, Prediction,
@@ -100,8 +100,12 @@ class PredictionLayer:
 
     # -- predictions -------------------------------------------------------------------------------
 
-    async def predict(self, employee: Employee | None, employee_id: int | None, model: str | None) -> Prediction:
-        """Score one employee: the inline fields (``employee_id`` then only tags the trace), or a stored employee."""
+    async def predict(self, employee: Employee | None, employee_id: int | None, model: str | None,
+                      key_id: str | None = None) -> Prediction:
+        """Score one employee: the inline fields (``employee_id`` then only tags the trace), or a stored employee.
+
+        ``key_id`` is the id of the API key that asked (None without keys), recorded in the trace.
+        """
         received_at = datetime.now(timezone.utc)
         started = time.perf_counter()
         if employee is not None:
@@ -113,10 +117,11 @@ class PredictionLayer:
         else:
             raise InvalidRequest("invalid request: employee: give the employee fields or an employee_id",
                                  [problem("employee", "employee or employee_id is required")])
-        answers = await self._score([row], model, "predict", received_at, started, employee_id)
+        answers = await self._score([row], model, "predict", received_at, started, employee_id, key_id)
         return answers[0]
 
-    async def predict_batch(self, employees: list[Employee], model: str | None) -> PredictionBatch:
+    async def predict_batch(self, employees: list[Employee], model: str | None,
+                            key_id: str | None = None) -> PredictionBatch:
         """Score many employees; one answer per row, in input order, each with its own request id."""
         received_at = datetime.now(timezone.utc)
         started = time.perf_counter()
@@ -126,17 +131,17 @@ class PredictionLayer:
             raise InvalidRequest("invalid request: employees: at least one row is required",
                                  [problem("employees", "empty batch")])
         rows = [dict(e.__dict__) for e in employees]
-        answers = await self._score(rows, model, "predict_batch", received_at, started, None)
+        answers = await self._score(rows, model, "predict_batch", received_at, started, None, key_id)
         return PredictionBatch(predictions=answers)
 
     async def _score(self, rows: list[dict[str, Any]], model: str | None, endpoint: str, received_at: datetime,
-                     started: float, employee_id: int | None) -> list[Prediction]:
+                     started: float, employee_id: int | None, key_id: str | None) -> list[Prediction]:
         requested = self.catalogue.resolve(model)
         try:
             served = await serve_rows(self.runners, requested, rows)
         except DefaultModelUnavailable as exc:
             # Nothing could answer: the failure itself is part of the audit trail.
-            await self._record_failure(rows, model, endpoint, received_at, started, employee_id, str(exc))
+            await self._record_failure(rows, model, endpoint, received_at, started, employee_id, str(exc), key_id)
             raise
         answers = _answers(served, model)
         if self.writer is not None:
@@ -145,7 +150,7 @@ class PredictionLayer:
             try:
                 await self.writer.record([
                     _trace(endpoint, received_at, model, employee_id, index if batch else None, row, answer,
-                           served, total_ms)
+                           served, total_ms, key_id)
                     for index, (row, answer) in enumerate(zip(rows, answers))])
             except TraceWriteError as exc:
                 # No trace, no answer: the durability rule outranks availability.
@@ -153,13 +158,14 @@ class PredictionLayer:
         return answers
 
     async def _record_failure(self, rows: list[dict[str, Any]], model: str | None, endpoint: str,
-                              received_at: datetime, started: float, employee_id: int | None, error: str) -> None:
+                              received_at: datetime, started: float, employee_id: int | None, error: str,
+                              key_id: str | None) -> None:
         if self.writer is None:
             return
         default = self.catalogue.default
         try:
             await self.writer.record([
-                _failed_trace(endpoint, received_at, model, employee_id, index, row, default, error, started)
+                _failed_trace(endpoint, received_at, model, employee_id, index, row, default, error, started, key_id)
                 for index, row in enumerate(rows)])
         except TraceWriteError as exc:
             log.error("Trace of a failed request not stored: %s", exc)
@@ -189,21 +195,28 @@ class PredictionLayer:
             database_backend=self.engine.dialect.name, tracing=self.writer is not None,
             max_batch_rows=self.max_batch_rows)
 
-    def trace(self, request_id: str) -> TraceRecord:  # type: ignore[valid-type]
-        """The stored trace of one request."""
+    def trace(self, request_id: str, key_id: str | None = None) -> TraceRecord:  # type: ignore[valid-type]
+        """The stored trace of one request; the read is logged (by ``key_id``) before it is answered."""
         record = queries.get_trace(self.engine, request_id)
+        reads.record_read(self.engine, key_id, "GET /predictions/{request_id}", {"request_id": request_id},
+                          rows=int(record is not None), employee_id=record["employee_id"] if record else None)
         if record is None:
             raise UnknownRequest(request_id)
         return TraceRecord(**record)
 
     def traces(self, employee_id: int | None, start: datetime | None, end: datetime | None, limit: int,
-               offset: int) -> TracePage:
-        """Traces by reception time, oldest first, paginated; an employee's when ``employee_id`` is given."""
+               offset: int, key_id: str | None = None) -> TracePage:
+        """Traces by reception time, oldest first, paginated; an employee's when ``employee_id`` is given.
+
+        The read is logged (by ``key_id``) before it is answered.
+        """
         try:
             page = queries.list_traces(self.engine, employee_id=employee_id, start=start, end=end, limit=limit,
                                        offset=offset)
         except ValueError as exc:
             raise InvalidRequest(f"invalid request: {exc}", [problem("from", str(exc))]) from exc
+        asked = {"employee_id": employee_id, "from": start, "to": end, "limit": limit, "offset": offset}
+        reads.record_read(self.engine, key_id, "GET /predictions", asked, rows=len(page["items"]))
         return TracePage(**page)
 
 
@@ -233,11 +246,11 @@ def _answers(served: Served, requested_model: str | None) -> list[Prediction]:
 
 def _trace(endpoint: str, received_at: datetime, requested_model: str | None, employee_id: int | None,
            batch_index: int | None, row: dict[str, Any], answer: Prediction, served: Served,
-           total_ms: float) -> Trace:
+           total_ms: float, key_id: str | None) -> Trace:
     card = served.model.card
     return Trace(
         request_id=answer.request_id, received_at=received_at, endpoint=endpoint,
-        requested_model=requested_model, employee_id=employee_id, batch_index=batch_index, inputs=row,
+        requested_model=requested_model, employee_id=employee_id, batch_index=batch_index, key_id=key_id, inputs=row,
         model_name=served.model.name, model_version=served.model.version,
         model_sha256=card.artifact_sha256 if card else None, service_version=SERVICE_VERSION,
         prediction=answer.prediction, probability=answer.probability, threshold=answer.threshold,
@@ -246,9 +259,11 @@ def _trace(endpoint: str, received_at: datetime, requested_model: str | None, em
 
 
 def _failed_trace(endpoint: str, received_at: datetime, requested_model: str | None, employee_id: int | None,
-                  index: int, row: dict[str, Any], model: ModelEntry, error: str, started: float) -> Trace:
+                  index: int, row: dict[str, Any], model: ModelEntry, error: str, started: float,
+                  key_id: str | None) -> Trace:
     return Trace(
         request_id=str(uuid.uuid4()), received_at=received_at, endpoint=endpoint, requested_model=requested_model,
-        employee_id=employee_id, batch_index=index if endpoint == "predict_batch" else None, inputs=row,
+        employee_id=employee_id, batch_index=index if endpoint == "predict_batch" else None, key_id=key_id,
+        inputs=row,
         model_name=model.name, model_version=model.version, service_version=SERVICE_VERSION, status="error",
         error=error, total_ms=(time.perf_counter() - started) * 1000)

@@ -1,6 +1,7 @@
 """The HTTP edge in front of a real ASGI app: keys, body limits, content type, error bodies, recycling."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -10,7 +11,12 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from api.keys import parse_keys
 from api.middleware import INVALID_REQUESTS, EdgeMiddleware
+
+
+def sha256_hex(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -63,10 +69,11 @@ def test_a_post_body_that_is_not_json_is_415_naming_the_content_type():
 
 
 def test_keys_guard_routes_but_not_probes_and_are_counted():
-    client = edge(api_keys=frozenset({"k1"}))
+    client = edge(keys=parse_keys(f"tool:{sha256_hex('k1')}:predict"))
     before = INVALID_REQUESTS.labels("/models", "401")._value.get()
     refused = client.get("/models")
     assert refused.status_code == 401 and "API key" in refused.json()["error"]
+    assert refused.headers["www-authenticate"] == "Bearer"
     assert INVALID_REQUESTS.labels("/models", "401")._value.get() == before + 1
     assert client.get("/models", headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/models", headers={"X-API-Key": "k1"}).status_code == 200

@@ -38,6 +38,7 @@ def test_get_trace_returns_inputs_outputs_model_and_timings(migrated_engine: Eng
         "requested_model": trace.requested_model,
         "employee_id": 7,
         "batch_index": trace.batch_index,
+        "key_id": None,
         "inputs": trace.inputs,
         "outputs": {"prediction": trace.prediction, "probability": trace.probability,
                     "threshold": trace.threshold, "fallback": trace.fallback},

@@ -1,0 +1,244 @@
+"""API keys and scopes: who may call which route.
+
+A key is configured as an entry ``id:sha256hex:scope+scope`` of
+``FUTURISYS_API_KEYS`` (comma-separated): the service keeps the SHA-256 of
+each key, never the key, and identifies a presented key by comparing its
+hash with every entry in constant time (:func:`hmac.compare_digest`), so
+the time an answer takes says nothing about how close a guess came.
+
+Scopes: ``predict`` (``/predict``, ``/predict_batch``), ``read`` (the trace
+reads ``/predictions``, ``/predictions/{request_id}``), ``outcomes``
+(``/outcomes``). Every other route needs a valid key of any scope, except the
+open paths: the probes, the docs page, its spec and its static files, and
+``/metrics`` when it is configured open. Open paths match exactly (the static
+files by their folder's own prefix): ``/livezz`` is not ``/livez``.
+
+``python -m api keys create ID --scopes predict+read`` creates a key.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+SCOPES = ("predict", "read", "outcomes")
+"""Every scope a key can hold."""
+
+ANY_KEY = "any"
+"""The requirement of routes that need a valid key, whatever its scopes."""
+OPEN = "open"
+"""The requirement of routes that answer without a key."""
+
+OPEN_PATHS = frozenset({"/", "/livez", "/healthz", "/readyz", "/docs.json"})
+"""Paths answered without a key, matched exactly."""
+OPEN_FOLDERS = ("/static_content/",)
+"""The docs page's static files: open below this folder, and nothing else."""
+METRICS_PATH = "/metrics"
+
+SCOPE_OF_PATH = {"/predict": "predict", "/predict_batch": "predict", "/predictions": "read", "/outcomes": "outcomes"}
+"""The scope each guarded route needs (``/predictions/...`` as ``/predictions``)."""
+LOOPBACK_ONLY_SCOPES = frozenset({"read", "outcomes"})
+"""Without keys configured, routes of these scopes answer loopback clients only: they expose personal data."""
+
+KEY_ID_STATE = "api_key_id"
+"""The ``scope["state"]`` entry where the edge leaves the id of the verified key (None without keys)."""
+
+KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DIGEST_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+KEY_PREFIX = "fk_"
+CONVERT_HINT = ("entries are id:sha256hex:scopes (scopes joined by +, among " + ", ".join(SCOPES) + "). "
+                "Create a new key with `python -m api keys create ID --scopes predict+read`, or convert an "
+                "existing plain key with `python -m api keys entry ID --scopes predict+read` (it reads the key "
+                "from standard input and prints the entry to configure)")
+
+
+class KeyConfigurationError(Exception):
+    """``FUTURISYS_API_KEYS`` does not hold valid ``id:sha256hex:scopes`` entries.
+
+    Not a ValueError on purpose: pydantic turns those into a validation error
+    that repeats the input value, and the value may be a key in clear.
+    """
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One configured key: its id (recorded in traces and the read log), the SHA-256 of the key, its scopes."""
+
+    id: str
+    digest: bytes
+    scopes: frozenset[str]
+
+    def entry(self) -> str:
+        """The ``id:sha256hex:scopes`` entry of this key."""
+        return f"{self.id}:{self.digest.hex()}:{'+'.join(s for s in SCOPES if s in self.scopes)}"
+
+
+def digest_of(key: str) -> bytes:
+    """The SHA-256 of a key, as the configuration holds it."""
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def parse_scopes(text: str) -> frozenset[str]:
+    """``predict+read`` → ``{"predict", "read"}``; ValueError naming an unknown or missing scope."""
+    scopes = [s.strip() for s in text.split("+")]
+    if not scopes or any(not s for s in scopes):
+        raise ValueError(f"give at least one scope among {', '.join(SCOPES)}, joined by +")
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}: scopes are {', '.join(SCOPES)}")
+    return frozenset(scopes)
+
+
+def parse_keys(value: str) -> tuple[ApiKey, ...]:
+    """The keys of a ``FUTURISYS_API_KEYS`` value (empty: no keys, access control off).
+
+    Raises :class:`KeyConfigurationError` naming the entry at fault by its
+    position, never by its text: an entry in the old plain-key format *is* a
+    key, and must not reach a log.
+    """
+    keys: list[ApiKey] = []
+    for position, entry in enumerate((e.strip() for e in value.split(",") if e.strip()), start=1):
+        parts = entry.split(":")
+        if len(parts) == 1:
+            raise KeyConfigurationError(
+                f"FUTURISYS_API_KEYS entry {position} is a plain key; the service no longer accepts keys in "
+                f"clear: {CONVERT_HINT}")
+        if len(parts) != 3:
+            raise KeyConfigurationError(f"FUTURISYS_API_KEYS entry {position} has {len(parts)} parts: "
+                                        f"{CONVERT_HINT}")
+        key_id, digest, scopes = (p.strip() for p in parts)
+        if not KEY_ID_PATTERN.match(key_id):
+            raise KeyConfigurationError(f"FUTURISYS_API_KEYS entry {position}: the id must be 1-64 letters, digits, "
+                                        f"'.', '_' or '-': {CONVERT_HINT}")
+        if not DIGEST_PATTERN.match(digest.lower()):
+            raise KeyConfigurationError(f"FUTURISYS_API_KEYS entry {position} ({key_id}): the hash must be 64 hex "
+                                        f"digits (the SHA-256 of the key): {CONVERT_HINT}")
+        try:
+            scope_set = parse_scopes(scopes)
+        except ValueError as exc:
+            raise KeyConfigurationError(f"FUTURISYS_API_KEYS entry {position} ({key_id}): {exc}") from None
+        if any(k.id == key_id for k in keys):
+            raise KeyConfigurationError(f"FUTURISYS_API_KEYS: the id {key_id!r} is configured twice")
+        key = ApiKey(key_id, bytes.fromhex(digest), scope_set)
+        if any(k.digest == key.digest for k in keys):
+            raise KeyConfigurationError(f"FUTURISYS_API_KEYS: {key_id!r} has the same key as another entry")
+        keys.append(key)
+    return tuple(keys)
+
+
+def check_key_id(key_id: str) -> str:
+    """``key_id`` when it is a valid key id; ValueError otherwise."""
+    if not KEY_ID_PATTERN.match(key_id):
+        raise ValueError("the id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return key_id
+
+
+def create_key(key_id: str, scopes: Iterable[str]) -> tuple[str, ApiKey]:
+    """A new random key and its configuration entry; the key exists nowhere else."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, ApiKey(check_key_id(key_id), digest_of(key), frozenset(scopes))
+
+
+class KeyRing:
+    """The configured keys of the service, identifying a presented key by its hash."""
+
+    def __init__(self, keys: Iterable[ApiKey] = ()) -> None:
+        """A ring over ``keys`` (none: access control off)."""
+        self.keys = tuple(keys)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    def identify(self, presented: str) -> ApiKey | None:
+        """The configured key whose hash is the presented key's, or None.
+
+        Every entry is compared, with :func:`hmac.compare_digest`, whichever
+        matches: neither the comparison nor the loop ends early on a match.
+        """
+        digest = digest_of(presented)
+        found: ApiKey | None = None
+        for key in self.keys:
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return found
+
+
+def requirement(path: str, metrics_open: bool) -> str:
+    """What ``path`` needs: :data:`OPEN`, :data:`ANY_KEY`, or the name of a scope.
+
+    Open paths match the raw path exactly. Scoped routes are looked up on a
+    canonical form (case and repeated or trailing slashes ignored), so a
+    look-alike that a router might still serve gets the stricter requirement.
+    """
+    if path in OPEN_PATHS or path.startswith(OPEN_FOLDERS):
+        return OPEN
+    if path == METRICS_PATH and metrics_open:
+        return OPEN
+    segments = [s for s in path.lower().split("/") if s]
+    canonical = "/" + "/".join(segments[:1])
+    return SCOPE_OF_PATH.get(canonical, ANY_KEY)
+
+
+def presented_key(headers: dict[str, str]) -> tuple[str | None, str | None]:
+    """``(key, problem)`` from ``X-API-Key`` or ``Authorization: Bearer``; problem says why there is none."""
+    api_key = headers.get("x-api-key", "").strip() or None
+    authorization = headers.get("authorization", "").strip()
+    bearer = None
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            return None, "the Authorization header must be 'Bearer <key>'"
+        bearer = credentials.strip()
+    if api_key and bearer and api_key != bearer:
+        return None, "X-API-Key and Authorization name different keys: send one"
+    key = api_key or bearer
+    return key, None if key else "no API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+
+
+def is_loopback(client: Any) -> bool:
+    """Whether an ASGI ``scope["client"]`` is a loopback TCP peer (never from forwarded headers)."""
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(str(client[0]))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def key_id_of(scope: dict[str, Any]) -> str | None:
+    """The id of the key the edge verified for this request (an ASGI scope), None without keys."""
+    state = scope.get("state") or {}
+    return state.get(KEY_ID_STATE)
+
+
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "An API key: Authorization: Bearer <key>."}
+API_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, as X-API-Key."}
+
+
+def document_keys(spec: dict[str, Any], metrics_open: bool) -> dict[str, Any]:
+    """The OpenAPI document ``spec`` with the key schemes declared, and each operation's requirement.
+
+    BentoML's spec model has no ``securitySchemes`` (its ``Components`` forbid
+    extra keys), so they are added to the document it renders; the docs page
+    then shows its Authorize button and sends the key.
+    """
+    components = spec.setdefault("components", {})
+    components["securitySchemes"] = {"bearer": BEARER_SCHEME, "apiKey": API_KEY_SCHEME}
+    for path, item in spec.get("paths", {}).items():
+        needed = requirement(path.split("{")[0].rstrip("/") or "/", metrics_open)
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            if needed == OPEN:
+                operation["security"] = []
+                continue
+            operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            what = "any valid API key" if needed == ANY_KEY else f"an API key with the '{needed}' scope"
+            operation["description"] = (operation.get("description") or "").rstrip() + f"\n\nNeeds {what}."
+    return spec
