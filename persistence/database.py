@@ -161,6 +161,14 @@ def classify_failure(exc: BaseException) -> Verdict:
     return "unavailable"
 
 
+def is_missing_table(exc: BaseException) -> bool:
+    """True when ``exc`` says a table is missing (PostgreSQL 42P01, SQLite "no such table"): migrate again."""
+    original = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if isinstance(original, psycopg.Error):
+        return original.sqlstate == "42P01"
+    return isinstance(original, sqlite3.OperationalError) and str(original).startswith("no such table")
+
+
 def is_unreachable(exc: BaseException) -> bool:
     """True when ``exc`` means the database cannot take writes now (see :func:`classify_failure`)."""
     return classify_failure(exc) == "unavailable"

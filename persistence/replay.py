@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from persistence import metrics
-from persistence.database import classify_failure, ping
+from persistence.database import classify_failure, is_missing_table, ping
 from persistence.journal import JOURNAL_GLOB, TraceJournal, journal_lines, read_journal
 from persistence.store import TraceStore
 from persistence.traces import Trace
@@ -42,7 +42,8 @@ class JournalReplayer:
     def __init__(self, store: TraceStore, journal: TraceJournal, stats: WriterStats, *, chunk_rows: int,
                  interval_s: float, on_database_back: Callable[[], None] = lambda: None,
                  needs_probe: Callable[[], bool] = lambda: False,
-                 prepare: Callable[[], None] | None = None) -> None:
+                 prepare: Callable[[], None] | None = None,
+                 on_missing_table: Callable[[], None] = lambda: None) -> None:
         """``needs_probe``: True while the writer journals; ``prepare`` runs before a replay (migrations)."""
         self.store = store
         self.journal = journal
@@ -52,6 +53,7 @@ class JournalReplayer:
         self._on_database_back = on_database_back
         self._needs_probe = needs_probe
         self._prepare = prepare
+        self._on_missing_table = on_missing_table
         self._guard = threading.Lock()  # one pass at a time (the periodic task and replay_once)
         self.database_answers = False  # the last probe's ping
         self.first_pass = asyncio.Event()  # set once the first pass ended, however it ended
@@ -80,6 +82,14 @@ class JournalReplayer:
 
     def replay_pass(self) -> int:
         """One replay of every journal this process may replay; the traces inserted."""
+        try:
+            return self._replay_pass()
+        except Exception as exc:
+            if is_missing_table(exc):
+                self._on_missing_table()  # the next pass migrates first
+            raise
+
+    def _replay_pass(self) -> int:
         with self._guard:
             own = self.journal.own_files()
             probing = self._needs_probe()

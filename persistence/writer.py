@@ -33,13 +33,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy.engine import URL, Engine
 
 from persistence import metrics
 from persistence.columns import utcnow
-from persistence.database import classify_failure, make_engine
+from persistence.database import classify_failure, is_missing_table, make_engine
 from persistence.journal import TraceJournal, orphan_journals, quarantined_rows
 from persistence.replay import JournalReplayer
 from persistence.store import make_trace_store
@@ -132,7 +132,7 @@ class TraceWriter:
         self.replayer = JournalReplayer(
             self.store, self.journal, self.stats, chunk_rows=self.max_rows, interval_s=self.replay_interval_s,
             on_database_back=self._database_back, needs_probe=lambda: not self._available,
-            prepare=self._migrate if migrate else None)
+            prepare=self._migrate if migrate else None, on_missing_table=self._schema_lost)
         self._queue: deque[_QueuedCall] = deque()
         self._queued_rows = 0
         self._admitting = 0  # record() calls between their start and their place in the queue
@@ -449,15 +449,15 @@ class TraceWriter:
                 # Journaled as well: the replay finds these request ids stored and skips them.
                 self.stats.late_committed += rows
                 metrics.LATE_COMMITS.inc(rows)
-                log.warning("a group commit of %d trace(s) landed after its deadline (they were journaled too)",
-                            rows)
+                log.warning("a group commit of %d trace(s) landed after the writer gave up on it (they were "
+                            "journaled too)", rows)
         attempt.add_done_callback(landed)
 
     def _enter_journal_mode(self, exc: BaseException) -> None:
         reason = "deadline" if isinstance(exc, CommitDeadlineMissed) else "unavailable"
         metrics.WRITE_FAILURES.labels(reason).inc()
-        if _sqlstate(exc) == "42P01":  # the table is gone (a new, empty database?): migrate again first
-            self._schema_ready = not self.migrate
+        if is_missing_table(exc):
+            self._schema_lost()
         if self._available:
             log.warning("trace database unavailable (%s), journaling until a replay goes through: %s", reason, exc)
         self._available = False
@@ -468,6 +468,10 @@ class TraceWriter:
             log.info("trace database takes writes again: committing")
         self._available = True
         metrics.JOURNAL_MODE.set(0)
+
+    def _schema_lost(self) -> None:
+        """The table is gone (a database restored empty, say): a migrating writer migrates again first."""
+        self._schema_ready = not self.migrate
 
     def _migrate(self) -> None:
         """Runs in the replay thread before a replay: bring the schema to head once, and after a lost table."""
@@ -503,7 +507,3 @@ class TraceWriter:
 
 def _traces_of(calls: list[_QueuedCall]) -> list[Trace]:
     return [trace for call in calls for trace in call.traces]
-
-
-def _sqlstate(exc: BaseException) -> Any:
-    return getattr(getattr(exc, "orig", exc), "sqlstate", None)

@@ -1,0 +1,292 @@
+"""Database faults against a real ``bentoml serve``: load, a fault, and the figures of what the clients got.
+
+Used by ``tests/service/test_stalls.py`` (short versions) and as a command
+for the long ones, e.g. the 12 s table lock of the Stalls issue with the
+default commit deadline::
+
+    python3 -m tests.service.stalls --lock-s 12
+
+Each scenario reports: answers (requests started during the fault), 200s,
+traces found, lost (a 200 whose request id has no trace) and the p95 latency
+of the requests started during the fault.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from attrition.synthetic import synthetic_employees
+from tests.pgcluster import PostgresCluster
+from tests.service.server import bentoml_serve
+
+CLIENTS = 8
+TRACE_DATABASE = "traces"
+ROWS = synthetic_employees(64, seed=33)
+
+# Loaded into every process of the served service (PYTHONPATH), never into the project: SIGUSR1 cancels the
+# trace writer's task in a worker, as a crash would end it.
+KILL_HOOK = '''
+import gc
+import signal
+
+
+def _kill_trace_writer(signum, frame):
+    gc.unfreeze()  # the worker froze its long-lived objects out of the collector's view
+    try:
+        for obj in gc.get_objects():
+            if type(obj).__name__ == "TraceWriter" and getattr(obj, "_flusher", None) is not None:
+                obj._loop.call_soon_threadsafe(obj._flusher.cancel)
+    finally:
+        gc.freeze()
+
+
+signal.signal(signal.SIGUSR1, _kill_trace_writer)
+'''
+
+
+@dataclass
+class Answer:
+    """One request as its client saw it."""
+
+    started: float
+    seconds: float
+    status: int  # 0: no HTTP answer (connection error, client timeout)
+    request_id: str | None
+
+
+@dataclass
+class Figures:
+    """What one scenario gave."""
+
+    scenario: str
+    answers: int  # requests started during the fault
+    ok: int  # ... answered 200
+    traces_found: int  # 200s of the whole run whose trace is in the database
+    lost: int  # 200s of the whole run without a trace
+    p95_ms: float  # of the requests started during the fault
+    statuses: dict[int, int] = field(default_factory=dict)
+    duplicated: int = 0
+
+    def line(self) -> str:
+        """One printable line."""
+        return (f"{self.scenario}: answers={self.answers} 200s={self.ok} traces_found={self.traces_found} "
+                f"lost={self.lost} duplicated={self.duplicated} p95_during_fault={self.p95_ms:.0f} ms "
+                f"statuses={self.statuses}")
+
+
+class Load:
+    """``CLIENTS`` threads posting /predict in a loop until stopped; every answer recorded."""
+
+    def __init__(self, url: str, clients: int = CLIENTS, timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i, timeout_s), daemon=True)
+                         for i in range(clients)]
+        self._clients = clients
+
+    def _client(self, index: int, timeout_s: float) -> None:
+        with httpx.Client(base_url=self.url, timeout=timeout_s) as http:
+            n = index
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = http.post("/predict", json={"employee": ROWS[n % len(ROWS)]})
+                    status = response.status_code
+                    request_id = response.json().get("request_id") if status == 200 else None
+                except httpx.HTTPError:
+                    status, request_id = 0, None
+                self.answers.append(Answer(started, time.monotonic() - started, status, request_id))
+                n += self._clients
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def connect(cluster: PostgresCluster, database: str = "postgres") -> psycopg.Connection:
+    """An autocommit admin connection to one database of the cluster."""
+    return psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", dbname=database, autocommit=True)
+
+
+def service_url(cluster: PostgresCluster) -> str:
+    """The service's DATABASE_URL: a database of its own in the cluster (the admin stays on ``postgres``)."""
+    return f"postgresql+psycopg://postgres@127.0.0.1:{cluster.port}/{TRACE_DATABASE}"
+
+
+def stored_counts(cluster: PostgresCluster, request_ids: list[str]) -> dict[str, int]:
+    """How many rows each of ``request_ids`` has in the trace table."""
+    with connect(cluster, TRACE_DATABASE) as connection:
+        rows = connection.execute("SELECT request_id, count(*) FROM prediction_traces "
+                                  "WHERE request_id = ANY(%s) GROUP BY request_id", [request_ids]).fetchall()
+    return dict(rows)
+
+
+def figures(scenario: str, cluster: PostgresCluster, answers: list[Answer], fault: tuple[float, float],
+            settle_s: float = 40.0) -> Figures:
+    """The figures of a run, once every 200 is traced or ``settle_s`` has passed (the journal replays)."""
+    ok_ids = [a.request_id for a in answers if a.status == 200 and a.request_id]
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            stored = stored_counts(cluster, ok_ids)
+        except psycopg.Error:
+            stored = {}
+        if len(stored) >= len(ok_ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    during = [a for a in answers if fault[0] <= a.started <= fault[1]]
+    latencies = sorted(a.seconds * 1000 for a in during)
+    p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else (latencies or [0.0])[0]
+    statuses: dict[int, int] = {}
+    for answer in during:
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+    return Figures(scenario=scenario, answers=len(during), ok=sum(1 for a in during if a.status == 200),
+                   traces_found=sum(1 for i in ok_ids if i in stored), lost=sum(1 for i in ok_ids if i not in stored),
+                   p95_ms=p95, statuses=statuses, duplicated=sum(1 for c in stored.values() if c > 1))
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of one metric's samples at the service's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+
+def worker_pids(state_dir: Path) -> list[int]:
+    """The BentoML worker processes serving with ``state_dir`` (found by their environment)."""
+    marker = f"FUTURISYS_STATE_DIR={state_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in environ and b"_bentoml_impl.worker" in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+@dataclass
+class StalledService:
+    """A served service on its own cluster, with what a scenario needs to cause faults."""
+
+    url: str
+    cluster: PostgresCluster
+    state_dir: Path
+    deadline_ms: int
+    ready_after_s: float
+
+
+@contextmanager
+def stalled_service(workdir: Path, deadline_ms: int, database_down: bool = False,
+                    extra_env: dict[str, str] | None = None) -> Iterator[StalledService]:
+    """A cluster with the service's database, and ``bentoml serve`` on it (started while it is down, if asked)."""
+    hook_dir = workdir / "hook"
+    hook_dir.mkdir(parents=True, exist_ok=True)
+    (hook_dir / "sitecustomize.py").write_text(KILL_HOOK)
+    with PostgresCluster() as cluster:
+        with connect(cluster) as admin:
+            admin.execute(f"CREATE DATABASE {TRACE_DATABASE}")
+        if database_down:
+            cluster.stop()
+        state_dir = workdir / "state"
+        env = {"BENTOML_HOME": str(workdir / "bentoml"), "FUTURISYS_STATE_DIR": str(state_dir),
+               "DATABASE_URL": service_url(cluster), "FUTURISYS_COMMIT_DEADLINE_MS": str(deadline_ms),
+               "FUTURISYS_LOCK_TIMEOUT_MS": str(deadline_ms), "FUTURISYS_REPLAY_INTERVAL_S": "0.5",
+               "FUTURISYS_ACCESS_LOG": "false",
+               "PYTHONPATH": os.pathsep.join(p for p in (str(hook_dir), os.environ.get("PYTHONPATH")) if p),
+               **(extra_env or {})}
+        started = time.monotonic()
+        with bentoml_serve(env, workdir / "serve.log") as url:
+            yield StalledService(url, cluster, state_dir, deadline_ms, time.monotonic() - started)
+
+
+def run_fault(service: StalledService, scenario: str, fault: Callable[[], None], before_s: float = 1.0,
+              after_s: float = 1.0, during: Callable[[], None] | None = None) -> tuple[Figures, list[Answer]]:
+    """Load the service, run ``fault()`` (which returns when the fault is over), keep loading, then count."""
+    with Load(service.url) as load:
+        time.sleep(before_s)
+        fault_start = time.monotonic()
+        fault()
+        fault_end = time.monotonic()
+        time.sleep(after_s)
+    if during is not None:
+        during()
+    return figures(scenario, service.cluster, load.answers, (fault_start, fault_end)), load.answers
+
+
+def lock_table(service: StalledService, seconds: float, while_locked: Callable[[], None] | None = None) -> None:
+    """Hold ``LOCK TABLE prediction_traces IN ACCESS EXCLUSIVE MODE`` for ``seconds`` (a migration, say)."""
+    with connect(service.cluster, TRACE_DATABASE) as admin:
+        with admin.transaction():
+            admin.execute("LOCK TABLE prediction_traces IN ACCESS EXCLUSIVE MODE")
+            ends = time.monotonic() + seconds
+            time.sleep(min(seconds, 1.0))
+            if while_locked is not None:
+                while_locked()
+            time.sleep(max(0.0, ends - time.monotonic()))
+
+
+def read_only_database(service: StalledService, seconds: float,
+                       while_read_only: Callable[[], None] | None = None) -> None:
+    """A failover to a read-only standby, as the service sees it: every session of its database refuses writes."""
+    with connect(service.cluster) as admin:
+        admin.execute(f"ALTER DATABASE {TRACE_DATABASE} SET default_transaction_read_only = on")
+        # The writer's session (and the pool's) were opened writable: cut them, as a failover does.
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                      [TRACE_DATABASE])
+        time.sleep(seconds)
+        if while_read_only is not None:
+            while_read_only()
+        admin.execute(f"ALTER DATABASE {TRACE_DATABASE} RESET default_transaction_read_only")
+
+
+def kill_writer_task(service: StalledService) -> int:
+    """Cancel the trace writer's task in every worker (SIGUSR1 to the hook); the number of workers signalled."""
+    pids = worker_pids(service.state_dir)
+    for pid in pids:
+        os.kill(pid, signal.SIGUSR1)
+    return len(pids)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the long table-lock scenario (and optionally the others) and print their figures."""
+    parser = argparse.ArgumentParser(prog="python3 -m tests.service.stalls", description=__doc__.split("\n")[0])
+    parser.add_argument("--lock-s", type=float, default=12.0, help="how long the table stays locked")
+    parser.add_argument("--deadline-ms", type=int, default=2000, help="FUTURISYS_COMMIT_DEADLINE_MS")
+    arguments = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="futurisys-stalls-") as workdir:
+        with stalled_service(Path(workdir), arguments.deadline_ms) as service:
+            result, _ = run_fault(service, f"table locked {arguments.lock_s:.0f} s",
+                                  lambda: lock_table(service, arguments.lock_s), before_s=2, after_s=2)
+    print(result.line())
+    target_ms = arguments.deadline_ms + 1500
+    print(f"targets: 200s >= 90 % of answers: {result.ok / max(result.answers, 1):.1%}; "
+          f"p95 < {target_ms} ms: {result.p95_ms:.0f} ms; lost = 0: {result.lost}")
+    return 0 if result.lost == 0 and result.ok >= 0.9 * result.answers and result.p95_ms < target_ms else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
