@@ -150,6 +150,8 @@ class TraceWriter:
         self._schema_ready = not migrate
         self._late: asyncio.Future[None] | None = None  # a commit past its deadline, still running
         self.last_commit_at: datetime | None = None
+        # How long stop() waits for a replay (pass in progress, then the final one) before leaving it.
+        self._stop_grace_s = max(5.0, 2 * self.commit_deadline_s)
 
     @property
     def running(self) -> bool:
@@ -258,13 +260,15 @@ class TraceWriter:
 
         Bounded: each group waits at most the commit deadline (then the rest
         go to the journal), the final replay only runs when the database was
-        taking writes, and a commit still running past its deadline is given
-        one more deadline. Journal files left behind are replayed by another
-        process, or by the next start.
+        taking writes, a replay is waited for a few seconds at most, and a
+        commit still running past its deadline is given one more deadline.
+        Journal files left behind are replayed by another process, or by the
+        next start.
         """
         if self._closing:
             return
         self._closing = True
+        replaying = False
         if self._flusher is not None:
             self._stopping.set()
             self._work.set()
@@ -274,13 +278,22 @@ class TraceWriter:
                 calls = list(self._queue)
                 self._queue.clear()
                 self._resolve(calls, await asyncio.to_thread(self._journal, calls, _traces_of(calls)))
-            if self._replayer is not None and not self._replayer.done():
-                await asyncio.wait({self._replayer})
-            if self._available:
-                await self.replayer.replay_logging_failures()
+            replaying = self._replayer is not None and not self._replayer.done()
+            if replaying:
+                done, _ = await asyncio.wait({self._replayer}, timeout=self._stop_grace_s)
+                replaying = not done
+            if self._available and not replaying:
+                final = asyncio.ensure_future(self.replayer.replay_logging_failures())
+                done, _ = await asyncio.wait({final}, timeout=self._stop_grace_s)
+                replaying = not done
         if self._late is not None and not self._late.done():
             await asyncio.wait({self._late}, timeout=self.commit_deadline_s)
-        self.journal.close()
+        if replaying:
+            # A replay stuck on a database gone silent still uses this process's journals: they stay locked
+            # (the locks die with the process) and are replayed by another process or the next start.
+            log.warning("stopping with a journal replay still waiting for the database")
+        else:
+            self.journal.close()
         if self._insert_async is not None:
             try:
                 await asyncio.wait_for(self.store.aclose(), timeout=self.commit_deadline_s)
