@@ -116,7 +116,12 @@ def answering(endpoint: Endpoint) -> Endpoint:
         try:
             result = await endpoint(*args, **kwargs)
         except DomainError as error:
-            return error_answer(error)
+            refusal = error_answer(error)
+            context = kwargs.get("ctx")
+            if context is not None:
+                # BentoML gives the answer of an API that takes a context the context's status: set it too.
+                context.response.status_code = refusal.status_code
+            return refusal
         return AnswerResponse(result) if isinstance(result, (BaseModel, dict, list)) else result
     return answer
 

@@ -101,6 +101,15 @@ def test_refusals_are_json_naming_what_is_missing(http):
     assert "'predictor'" in forbidden.json()["error"]
 
 
+def test_domain_errors_of_the_keyed_apis_keep_their_status(http):
+    # The predict APIs take BentoML's request context, whose status BentoML puts on every answer.
+    predictor = headers_of("predictor")
+    unknown = http.post("/predict", json={**BODIES["/predict"], "model": "nope"}, headers=predictor)
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
+    assert http.post("/predict", json={}, headers=predictor).status_code == 400
+    assert http.post("/predict_batch", json={"employees": []}, headers=predictor).status_code == 400
+
+
 def test_x_api_key_and_bearer_both_work_and_the_key_id_is_in_the_trace(keyed, http):
     by_header = http.post("/predict", json=BODIES["/predict"], headers={"X-API-Key": KEYS["predictor"]}).json()
     batch = http.post("/predict_batch", json={"employees": [EXAMPLE_EMPLOYEE] * 2},
