@@ -3,7 +3,8 @@
 ``python3 -m benchmarks.dashboard_scale`` creates a throw-away database on
 the server of ``--admin-url`` (default: 127.0.0.1:5432), migrates it, fills
 it with ``COPY`` (synthetic employees drawn from the champion card, four
-model versions, a fifth of the rows in batches, 1 % errors), then runs every
+model versions, a fifth of the rows in batches, 1 % errors, in time order as
+the service appends them), then runs every
 page with Streamlit's AppTest for the default window (last 24 hours, about
 33,000 traces) and for all traces, and prints the seconds of each run (the
 query cache cleared before each; one warm-up run first). Target: under 2 s per
@@ -58,8 +59,12 @@ def _copy_text(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def trace_lines(rows: int, days: int, seed: int) -> io.StringIO:
-    """``rows`` synthetic traces over the last ``days`` days, as the text of a ``COPY`` (tab-separated)."""
+def trace_lines(rows: int, days: int, seed: int, first: int = 0, total: int | None = None) -> io.StringIO:
+    """Traces ``first`` to ``first + rows`` of ``total`` spread evenly over the last ``days`` days, oldest first.
+
+    As the text of a ``COPY`` (tab-separated). The service appends traces as
+    they come, so the table is in time order on disk, as here.
+    """
     rng = random.Random(seed)
     references = champion_references(Path(settings.models_dir))
     pool = []
@@ -72,6 +77,7 @@ def trace_lines(rows: int, days: int, seed: int) -> io.StringIO:
     weights = [w for *_, w in MODELS]
     now = datetime.now(timezone.utc)
     span_s = days * 86_400
+    step_s = span_s / (total or rows)
     buffer = io.StringIO()
     written = 0
     while written < rows:
@@ -79,7 +85,7 @@ def trace_lines(rows: int, days: int, seed: int) -> io.StringIO:
         card = cards[(name, version)]
         size = BATCH_SIZE if rng.random() < BATCH_CALL_SHARE else 1
         size = min(size, rows - written)
-        received = now - timedelta(seconds=rng.random() * span_s)
+        received = now - timedelta(seconds=span_s - (first + written + rng.random()) * step_s)
         for index in range(size):
             error = rng.random() < 0.01
             probability = None if error else round(rng.betavariate(1.2, 5.0), 6)
@@ -107,7 +113,7 @@ def fill(url: str, rows: int, days: int, seed: int) -> float:
     chunk = 200_000
     with psycopg.connect(plain) as connection:
         for offset in range(0, rows, chunk):
-            text = trace_lines(min(chunk, rows - offset), days, seed + offset)
+            text = trace_lines(min(chunk, rows - offset), days, seed + offset, offset, rows)
             with connection.cursor() as cursor:
                 with cursor.copy(f"COPY prediction_traces ({', '.join(COLUMNS)}) FROM STDIN") as copy:
                     while block := text.read(1 << 20):
