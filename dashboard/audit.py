@@ -23,8 +23,8 @@ from dashboard.drift import outside_reference, reference_percentile
 PROBABILITY_DECIMALS = 6
 """The service rounds the probability it answers, and stores, to 6 decimals."""
 
-ARTIFACT = "model.joblib"
 CARD = "card.json"
+"""The card's file name in a model folder (``registry.store.CARD``, without importing BentoML to read a card)."""
 
 
 def model_folder(models_dir: Path, name: str, version: str) -> Path:
@@ -82,12 +82,6 @@ class Reproduction:
     artifact_sha256: str | None
 
 
-def _sha256_of(path: Path) -> str:
-    from registry.store import sha256_of
-
-    return sha256_of(path)
-
-
 @lru_cache(maxsize=8)
 def _load_model(path: str, sha256: str) -> Any:
     """The unpickled artifact at ``path`` (cached per path and content digest)."""
@@ -98,21 +92,22 @@ def _load_model(path: str, sha256: str) -> Any:
 
 def reproduce(trace: Mapping[str, Any], models_dir: Path) -> Reproduction:
     """Re-score the stored inputs of ``trace`` with its stored model version and compare."""
+    from registry.runner import employee_frame
+    from registry.store import ARTIFACT, sha256_of
+
     stored = trace.get("probability")
     stored_sha = trace.get("model_sha256")
     artifact = model_folder(models_dir, trace["model_name"], trace["model_version"]) / ARTIFACT
     if not artifact.is_file():
         return Reproduction(False, f"the model version {trace['model_name']}:{trace['model_version']} is not in "
                                    f"{models_dir}", stored, None, stored_sha, None)
-    digest = _sha256_of(artifact)
+    digest = sha256_of(artifact)
     if digest != stored_sha:
         return Reproduction(False, "the artifact's sha256 is not the one the trace recorded: this is not the "
                                    "model that answered", stored, None, stored_sha, digest)
     if stored is None or trace.get("inputs") is None:
         return Reproduction(False, "the trace holds no probability to compare (an error trace)", stored, None,
                             stored_sha, digest)
-    from registry.runner import employee_frame
-
     model = _load_model(str(artifact), digest)
     reproduced = round(float(model.predict_proba(employee_frame([trace["inputs"]]))[:, 1][0]), PROBABILITY_DECIMALS)
     if reproduced == round(float(stored), PROBABILITY_DECIMALS):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -411,26 +411,3 @@ def sample_start(engine: Engine, window: Window, model_name: str, model_version:
                  .order_by(traces.c.received_at.desc()).offset(max_rows - 1).limit(1))
     with engine.connect() as connection:
         return connection.execute(statement).scalar()
-
-
-def drift_sample_size(engine: Engine, window: Window, model_name: str, model_version: str) -> int:
-    """How many traces of one model version the window holds (to say when the Drift page samples)."""
-    statement = sa.select(sa.func.count()).select_from(traces).where(
-        *window.where(), traces.c.model_name == model_name, traces.c.model_version == model_version)
-    with engine.connect() as connection:
-        return int(connection.execute(statement).scalar_one())
-
-
-def utc_now() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(timezone.utc)
-
-
-def as_records(frame: pd.DataFrame) -> Iterable[Mapping[str, Any]]:
-    """The rows of a frame as mappings."""
-    return frame.to_dict(orient="records")
-
-
-def distinct_values(frame: pd.DataFrame, column: str) -> Sequence[str]:
-    """The sorted distinct values of a frame's column."""
-    return sorted(frame[column].dropna().unique().tolist()) if column in frame else []

@@ -93,6 +93,11 @@ def test_service_page_follows_the_sidebar_window(seeded_dashboard) -> None:
     app.sidebar.selectbox(key="window").set_value("Last hour").run()
     assert not app.metric
     assert "No trace in the last hour" in app.info[0].value
+    # A custom range around ten days ago holds only the 30 older single calls.
+    app.sidebar.selectbox(key="window").set_value("Custom range").run()
+    today = datetime.now(timezone.utc).date()
+    app.sidebar.date_input(key="window_range").set_value((today - timedelta(days=12), today - timedelta(days=8))).run()
+    assert metrics(app)["Rows"] == "30" and metrics(app)["Requests"] == "30"
 
 
 def test_predictions_page_opens_the_audit_view_and_reproduces_the_answer(seeded_dashboard) -> None:
