@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -54,6 +55,12 @@ def restarts_counted() -> float:
     return REGISTRY.get_sample_value("futurisys_trace_writer_restarts_total", {"task": "flusher"}) or 0.0
 
 
+def database_failures() -> float:
+    """Group commits that found the database unavailable or missed their deadline, in this process."""
+    return sum(REGISTRY.get_sample_value("futurisys_trace_write_failures_total", {"reason": reason}) or 0.0
+               for reason in ("unavailable", "deadline"))
+
+
 def quarantine_files(journal_dir: Path) -> list[Path]:
     """Quarantine files of a journal directory."""
     return sorted(journal_dir.glob("quarantine-*.jsonl"))
@@ -76,22 +83,28 @@ def test_a_locked_table_costs_one_deadline_then_traces_are_journaled_and_replaye
             locker = admin.transaction()
             locker.__enter__()
             admin.execute("LOCK TABLE prediction_traces IN ACCESS EXCLUSIVE MODE")  # a migration, say
+            failures_before = database_failures()
             first, first_s = await record_within_guard(writer, during[:1])
-            rest = await asyncio.gather(*(record_within_guard(writer, [t]) for t in during[1:]))
+            rest = await asyncio.gather(*(record_within_guard(writer, [t]) for t in during[1:20]))
+            for trace in during[20:]:  # over several probe intervals: the probes fail, the traces are not held
+                rest.append(await record_within_guard(writer, [trace]))
+                await asyncio.sleep(0.05)
+            attempts = database_failures() - failures_before
             health = writer.health()
             locker.__exit__(None, None, None)  # the lock goes
             await until(lambda: writer.journal.backlog_rows == 0 and writer.health().state == "committing")
             last = await record_within_guard(writer, after)
-            return first, first_s, rest, health, last[0], writer.stats
+            return first, first_s, rest, health, last[0], writer.stats, attempts
         finally:
             await writer.stop()
 
     try:
-        first, first_s, rest, health, last, stats = asyncio.run(scenario())
+        first, first_s, rest, health, last, stats, attempts = asyncio.run(scenario())
         print(f"\nlocked table: first trace {first} after {first_s * 1000:.0f} ms (deadline {DEADLINE_MS} ms), "
               f"then {max(s for _, s in rest) * 1000:.0f} ms at most; {stats}")
         assert first == "journaled"
         assert {outcome for outcome, _ in rest} == {"journaled"}
+        assert attempts == 1, "after one missed commit, only a replay that goes through may try the database again"
         assert health.state == "journaling" and health.journal_backlog > 0
         assert last == "committed"
         assert stats.replayed + stats.late_committed == len(during)  # each journaled trace counted once
@@ -338,8 +351,9 @@ def test_postgresql_refusals_of_the_whole_database_are_unavailable_and_only_cont
     row = ("INSERT INTO prediction_traces (request_id, received_at, endpoint, inputs, model_name, model_version, "
            "service_version, fallback, status, total_ms, created_at) VALUES "
            "('{id}', now(), 'predict', '{{}}', '{model}', 'v1', '1', false, 'ok', 1, now())")
+    nobody = f"futurisys_nobody_{uuid.uuid4().hex[:8]}"  # roles belong to the whole server: a name of its own
     try:
-        admin.execute("CREATE ROLE futurisys_nobody")
+        admin.execute(f"CREATE ROLE {nobody}")
         errors = {
             "too long": _error_of(admin, row.format(id="a", model="x" * 300)),
             "not null": _error_of(admin, row.format(id="b", model="m").replace("'v1'", "NULL")),
@@ -347,7 +361,7 @@ def test_postgresql_refusals_of_the_whole_database_are_unavailable_and_only_cont
             "undefined table": _error_of(admin, "INSERT INTO no_such_table VALUES (1)"),
             "lock timeout": None, "statement timeout": _error_of(
                 admin, "SET LOCAL statement_timeout = 10; SELECT pg_sleep(1)"),
-            "no privilege": _error_of(admin, "SET LOCAL ROLE futurisys_nobody; " + row.format(id="d", model="m")),
+            "no privilege": _error_of(admin, f"SET LOCAL ROLE {nobody}; " + row.format(id="d", model="m")),
         }
         other = pg_admin(postgres_url)
         with other.transaction():
@@ -359,8 +373,8 @@ def test_postgresql_refusals_of_the_whole_database_are_unavailable_and_only_cont
         assert verdicts == {"too long": "rejected", "not null": "rejected", "read only": "unavailable",
                             "undefined table": "unavailable", "lock timeout": "unavailable",
                             "statement timeout": "unavailable", "no privilege": "unavailable"}
-        admin.execute("DROP ROLE futurisys_nobody")
     finally:
+        admin.execute(f"DROP OWNED BY {nobody}; DROP ROLE IF EXISTS {nobody}")
         admin.close()
     try:
         psycopg.connect("host=127.0.0.1 port=1 connect_timeout=2")
