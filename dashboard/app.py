@@ -23,7 +23,7 @@ PAGES = Path(__file__).resolve().parent / "views"
 st.set_page_config(page_title="Futurisys attrition — dashboard", layout="wide")
 sidebar_window()
 navigation = st.navigation([
-    st.Page(PAGES / "service.py", title="Service", url_path="service", default=True),
+    st.Page(PAGES / "service.py", title="Service", default=True),  # the root URL
     st.Page(PAGES / "predictions.py", title="Predictions", url_path="predictions"),
     st.Page(PAGES / "models.py", title="Models", url_path="models"),
     st.Page(PAGES / "drift.py", title="Drift", url_path="drift"),

@@ -10,7 +10,7 @@ from dashboard.context import cached_query, current_window, percent, require_tra
 from dashboard.drift import DRIFT, PSI_DRIFT, PSI_WATCH, WATCH, daily_worst, features_drift
 from settings import settings
 
-SEVERITY_MARK = {DRIFT: "🔴 drift", WATCH: "🟠 watch", "stable": "🟢 stable", "no verdict": "⚪ no verdict"}
+SEVERITY_MARK = {DRIFT: "DRIFT", WATCH: "watch", "stable": "stable", "no verdict": "no verdict"}
 
 st.title("Drift")
 st.caption(f"Has the input population moved? Each of the 30 inputs in the {window_label()} against the training "

@@ -17,7 +17,8 @@ from tests.conftest import PROJECT_ROOT, need
 from tests.dashboard.seed import AUDITED_REQUEST, seed_database
 from tests.service.server import free_port, stop_process_group
 
-PAGES = {"service": "Service", "predictions": "Predictions", "models": "Models", "drift": "Drift"}
+PAGES = {"": "Service", "predictions": "Predictions", "models": "Models", "drift": "Drift"}
+"""URL path (the default page is the root) and title of each page."""
 RENDER_TIMEOUT_MS = 20_000
 
 pytestmark = pytest.mark.browser
@@ -73,7 +74,8 @@ def test_every_page_renders_without_exception_and_the_audit_reproduces(dashboard
                 expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
                 expect(page.get_by_text("Time window")).to_be_visible()
                 assert page.get_by_test_id("stException").count() == 0, f"{title} shows an exception"
-                page.screenshot(path=str(tmp_path / f"{path}.png"), full_page=True)
+                assert page.get_by_text("Page not found").count() == 0, f"{title} is not at /{path}"
+                page.screenshot(path=str(tmp_path / f"{title.lower()}.png"), full_page=True)
             page.goto(f"{dashboard_url}/predictions?request_id={AUDITED_REQUEST}")
             expect(page.get_by_text(f"Audit of request {AUDITED_REQUEST}")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
             page.get_by_role("button", name="Reproduce this answer").click()

@@ -188,7 +188,7 @@ def test_drift_page_shows_the_psi_of_the_seeded_shift(seeded_dashboard) -> None:
     expected = ((shares["Oui"] - 1.0) * math.log(shares["Oui"] / 1.0)
                 + (shares["Non"] - 1e-4) * math.log(shares["Non"] / 1e-4))
     assert table.loc[SHIFTED_INPUT, "PSI"] == pytest.approx(expected, abs=1e-9)
-    assert table.loc[SHIFTED_INPUT, "severity"].endswith("drift")
+    assert table.loc[SHIFTED_INPUT, "severity"] == "DRIFT"
     assert table.loc[SHIFTED_INPUT, "rows"] == seed.logistic_rows_24h
     assert SHIFTED_INPUT in app.error[0].value
     assert "PSI** (population stability index): below 0.1 stable" in app.markdown[0].value
