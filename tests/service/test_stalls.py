@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import need
 from tests.pgcluster import cluster_available
-from tests.service.stalls import (StalledService, freeze_database, kill_writer_task, lock_table, metric,
+from tests.service.stalls import (ROWS, StalledService, freeze_database, kill_writer_task, lock_table, metric,
                                   read_only_database, run_fault, stalled_service)
 
 pytestmark = [pytest.mark.serve, pytest.mark.pgcluster]
@@ -127,3 +127,27 @@ def test_a_killed_writer_task_is_restarted_counted_and_the_worker_stays_ready(se
 def test_the_health_detail_route_is_documented(service):
     spec = httpx.get(f"{service.url}/docs.json", timeout=10).json()
     assert "/health" in spec["paths"], sorted(spec["paths"])
+
+
+def test_a_trace_that_can_be_stored_nowhere_answers_503_with_a_json_error_never_200(service):
+    database_up(service)
+    journal = service.state_dir / "journal"
+    assert health(service)["writer"]["journal_backlog"] == 0  # no journal file open: the next one is created
+    aside = service.state_dir / "journal-aside"
+    journal.rename(aside)
+    journal.write_text("a file where the journal directory should be: the journal cannot be written")
+    try:
+        service.cluster.stop()
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            answers = [http.post("/predict", json={"employee": ROWS[n]}) for n in range(5)]
+    finally:
+        journal.unlink()
+        aside.rename(journal)
+        service.cluster.start()
+    statuses = [answer.status_code for answer in answers]
+    print(f"\nstored nowhere: statuses {statuses}")
+    assert statuses == [503] * 5
+    body = answers[0].json()
+    assert set(body) == {"error", "detail"} and body["detail"][0]["field"] == "trace"
+    with httpx.Client(base_url=service.url, timeout=30) as http:  # the journal back: answers again
+        assert http.post("/predict", json={"employee": ROWS[0]}).status_code == 200
