@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from dashboard import queries
 from dashboard.queries import Window
-from persistence.database import normalize_url
+from persistence.database import make_engine, normalize_url
+from persistence.reads import record_read
 from settings import settings
 
 WINDOWS = {"Last hour": timedelta(hours=1), "Last 24 hours": timedelta(hours=24), "Last 7 days": timedelta(days=7),
@@ -76,6 +77,51 @@ def engine_for(url: str) -> Engine:
 def engine() -> Engine:
     """The read-only engine of the dashboard's database."""
     return engine_for(database_url())
+
+
+def read_log_engine(url: str) -> Engine:
+    """The one writable connection of the dashboard: for its rows of the read log (``trace_reads``), nothing else.
+
+    On PostgreSQL it connects as the dashboard's role, whose only write
+    privilege is INSERT on ``trace_reads`` (``dashboard.readonly_role``), in
+    read-write transactions; on SQLite it opens the file as the service does.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return make_engine(parsed)
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=1, max_overflow=1,
+                            connect_args={"connect_timeout": 5, "options": "-c default_transaction_read_only=off"})
+
+
+@st.cache_resource(show_spinner=False)
+def _read_log_engine_for(url: str) -> Engine:
+    return read_log_engine(url)
+
+
+def reader_id(url: str) -> str:
+    """Who reads, as the read log records it: ``dashboard:<database role>`` (``dashboard:local`` on SQLite)."""
+    return f"dashboard:{normalize_url(url).username or 'local'}"[:64]
+
+
+def log_read(route: str, parameters: dict[str, Any], rows: int, employee_id: int | None = None) -> bool:
+    """Record a read of traces by the dashboard in the read log, once per session and read; False if it failed.
+
+    A view that cannot be recorded is not shown: who looked at an employee's
+    data must always have an answer.
+    """
+    url = database_url()
+    done: set[str] = st.session_state.setdefault("logged_reads", set())
+    key = f"{route} {sorted(parameters.items())!r}"
+    if key in done:
+        return True
+    try:
+        record_read(_read_log_engine_for(url), reader_id(url), route, parameters, rows, employee_id=employee_id)
+    except sa.exc.SQLAlchemyError as exc:
+        st.error(f"This read could not be recorded in the read log ({exc.__class__.__name__}), so it is not shown. "
+                 "The dashboard's role needs INSERT on trace_reads: run `python3 -m dashboard.readonly_role` again.")
+        return False
+    done.add(key)
+    return True
 
 
 @st.cache_data(ttl=settings.dashboard_cache_ttl_s, show_spinner=False)

@@ -1,10 +1,11 @@
-"""Create (or update) the PostgreSQL role the dashboard connects as: it can read everything, write nothing.
+"""Create (or update) the PostgreSQL role the dashboard connects as: it reads everything and writes only its reads.
 
 ``DATABASE_URL=postgresql+psycopg://admin@host/db python3 -m dashboard.readonly_role --role futurisys_dashboard``
 grants the predefined role ``pg_read_all_data`` (PostgreSQL 14+: SELECT on
 every table, present and future) and makes the role's transactions read-only
-by default; it grants nothing else, so INSERT, UPDATE and DELETE are refused
-even in a read-write transaction. The password is read from ``--password-env``
+by default; its one write privilege is INSERT on ``trace_reads``, where the
+dashboard records who viewed or exported traces. INSERT, UPDATE and DELETE on
+every other table are refused even in a read-write transaction. The password is read from ``--password-env``
 (default ``FUTURISYS_DASHBOARD_PASSWORD``) or generated and printed once.
 No migration creates roles: this is an administrator's command.
 """
@@ -44,6 +45,7 @@ def create_read_only_role(admin_url: str, role: str, password: str) -> str:
                 cursor.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
                     sql.Identifier(role), sql.Literal(password)))
                 cursor.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(role)))
+                cursor.execute(sql.SQL("GRANT INSERT ON trace_reads TO {}").format(sql.Identifier(role)))
                 cursor.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
                     sql.Identifier(role)))
     finally:
@@ -67,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     password = os.environ.get(args.password_env) or secrets.token_urlsafe(24)
     url = create_read_only_role(admin_url, args.role, password)
-    print(f"Role {args.role} can read, not write. Give the dashboard:\nFUTURISYS_DASHBOARD_DATABASE_URL={url}")
+    print(f"Role {args.role} can read, and write only the read log. Give the dashboard:\n"
+          f"FUTURISYS_DASHBOARD_DATABASE_URL={url}")
     return 0
 
 

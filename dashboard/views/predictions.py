@@ -7,7 +7,8 @@ import streamlit as st
 from attrition.schema import NEGATIVE_LABEL, POSITIVE_LABEL
 from dashboard import queries
 from dashboard.audit import input_standing, read_card, reproduce, rows_csv, trace_json
-from dashboard.context import COUNTING_NOTE, cached_query, current_window, engine, require_traces, window_label
+from dashboard.context import (COUNTING_NOTE, cached_query, current_window, engine, log_read, require_traces,
+                               window_label)
 from dashboard.queries import PredictionFilter
 from settings import settings
 
@@ -20,6 +21,8 @@ def audit_view(request_id: str) -> None:
     trace = queries.trace_by_request_id(engine(), request_id)
     if trace is None:
         st.warning(f"No trace has the request id `{request_id}`.")
+        return
+    if not log_read("dashboard:audit", {"request_id": request_id}, 1, employee_id=trace["employee_id"]):
         return
     st.header(f"Audit of request {request_id}")
     card = read_card(settings.models_dir, trace["model_name"], trace["model_version"])
@@ -54,7 +57,9 @@ def audit_view(request_id: str) -> None:
         (st.success if outcome.matches else st.error)(outcome.verdict)
         st.caption(f"Stored sha256 {outcome.stored_sha256} · artifact sha256 {outcome.artifact_sha256}")
     st.download_button("This trace as JSON", data=trace_json(trace), file_name=f"trace-{request_id}.json",
-                       mime="application/json", key="trace_json")
+                       mime="application/json", key="trace_json",
+                       on_click=log_read, args=("dashboard:trace-json", {"request_id": request_id}, 1),
+                       kwargs={"employee_id": trace["employee_id"]})
 
 
 st.title("Predictions")
@@ -88,8 +93,14 @@ if selected_rows:
 
 
 def export_csv() -> bytes:
-    """The filtered rows as CSV, built when the button is clicked."""
+    """The filtered rows as CSV, built when the button is clicked, and recorded in the read log."""
     frame = queries.prediction_rows(engine(), window, selection, settings.dashboard_max_export_rows)
+    asked = {"from": window.start, "to": window.end, "models": list(selection.model_names),
+             "versions": list(selection.model_versions), "prediction": selection.prediction,
+             "probability": [selection.probability_min, selection.probability_max],
+             "employee_id": selection.employee_id}
+    if not log_read("dashboard:export-csv", asked, len(frame), employee_id=selection.employee_id):
+        return b""
     return rows_csv(frame)
 
 

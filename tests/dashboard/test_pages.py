@@ -16,7 +16,7 @@ from dashboard.audit import read_card, rows_csv, trace_json
 from dashboard.context import read_only_engine
 from dashboard.queries import PredictionFilter, Window
 from persistence.database import make_engine
-from persistence.schema import prediction_traces
+from persistence.schema import prediction_traces, trace_reads
 from settings import settings
 from tests.dashboard.conftest import APP
 from tests.dashboard.seed import (AUDITED_REQUEST, LOGISTIC, SHIFTED_INPUT, SHIFTED_VALUE, TAMPERED_REQUEST,
@@ -119,6 +119,17 @@ def test_predictions_page_opens_the_audit_view_and_reproduces_the_answer(seeded_
     app.button(key="reproduce").click().run()
     assert [s.value for s in app.success] == [f"reproduced: {stored['probability']:.6f} is the stored probability"]
     assert not app.error
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            logged = connection.execute(sa.select(trace_reads).where(
+                trace_reads.c.request_id == AUDITED_REQUEST)).mappings().all()
+    finally:
+        engine.dispose()
+    # The audit view is recorded in the read log, once for the session although the page ran twice.
+    assert [(r["route"], r["rows"], r["employee_id"]) for r in logged] == [
+        ("dashboard:audit", 1, stored["employee_id"])]
+    assert logged[0]["key_id"].startswith("dashboard:")
 
 
 def test_reproduce_reports_a_mismatch_for_a_tampered_trace(seeded_dashboard) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dashboard.context import read_only_engine
+from dashboard.context import read_log_engine, read_only_engine, reader_id
 from dashboard.readonly_role import create_read_only_role, main
 from persistence.migrate import upgrade
-from persistence.schema import prediction_traces
+from persistence.reads import record_read
+from persistence.schema import prediction_traces, trace_reads
 from tests.conftest import POSTGRES_ADMIN_URL
 
 TRACE = {"request_id": "role-test", "received_at": datetime.now(timezone.utc), "endpoint": "predict",
@@ -42,9 +43,25 @@ def test_the_read_only_role_can_select_but_not_insert(postgres_url: str, tmp_pat
                     connection.execute(sa.insert(prediction_traces), TRACE)
         finally:
             reader.dispose()
+        # Its one write: the dashboard's own rows of the read log.
+        logger = read_log_engine(url)
+        try:
+            record_read(logger, reader_id(url), "dashboard:audit", {"request_id": "r-1"}, 1, employee_id=7)
+            with logger.connect() as connection:
+                assert connection.execute(sa.select(trace_reads.c.key_id, trace_reads.c.employee_id)).all() == [
+                    (f"dashboard:{role}", 7)]
+                connection.execute(sa.text("SET TRANSACTION READ WRITE"))
+                with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                    connection.execute(sa.delete(trace_reads))
+        finally:
+            logger.dispose()
         # Running the command again updates the role instead of failing.
         create_read_only_role(postgres_url, role, "another-password")
     finally:
+        owner = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+        with owner.connect() as connection:  # its grant on trace_reads lives in the test database
+            connection.execute(sa.text(f'DROP OWNED BY "{role}"'))
+        owner.dispose()
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()
