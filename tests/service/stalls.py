@@ -77,6 +77,7 @@ class Figures:
     traces_found: int  # 200s of the whole run whose trace is in the database
     lost: int  # 200s of the whole run without a trace
     p95_ms: float  # of the requests started during the fault
+    max_ms: float = 0.0  # the slowest of them (those in flight when a commit first missed its deadline)
     statuses: dict[int, int] = field(default_factory=dict)
     duplicated: int = 0
 
@@ -84,6 +85,7 @@ class Figures:
         """One printable line."""
         return (f"{self.scenario}: answers={self.answers} 200s={self.ok} traces_found={self.traces_found} "
                 f"lost={self.lost} duplicated={self.duplicated} p95_during_fault={self.p95_ms:.0f} ms "
+                f"max_during_fault={self.max_ms:.0f} ms "
                 f"statuses={self.statuses}")
 
 
@@ -162,7 +164,8 @@ def figures(scenario: str, cluster: PostgresCluster, answers: list[Answer], faul
         statuses[answer.status] = statuses.get(answer.status, 0) + 1
     return Figures(scenario=scenario, answers=len(during), ok=sum(1 for a in during if a.status == 200),
                    traces_found=sum(1 for i in ok_ids if i in stored), lost=sum(1 for i in ok_ids if i not in stored),
-                   p95_ms=p95, statuses=statuses, duplicated=sum(1 for c in stored.values() if c > 1))
+                   p95_ms=p95, max_ms=latencies[-1] if latencies else 0.0, statuses=statuses,
+                   duplicated=sum(1 for c in stored.values() if c > 1))
 
 
 def metric(url: str, name: str) -> float:
