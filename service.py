@@ -10,7 +10,6 @@ errors into HTTP answers.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated
 
 import bentoml
@@ -20,7 +19,9 @@ from pydantic import Field
 from api import errors
 from api.keys import document_keys, key_id_of
 from api.middleware import EdgeMiddleware
-from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
+from api.openapi import document_answers
+from api.parameters import EmployeeTag, ModelReference, Offset, PeriodBound, RequestId, StoredId
+from attrition.schema import EXAMPLE_EMPLOYEE, Employee
 from persistence.queries import MAX_PAGE_SIZE
 from predictions.answers import (Health, Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage,
                                  TraceRecord)
@@ -69,9 +70,9 @@ class AttritionService:
         employee: Annotated[Employee | None, Field(
             description="The 30 employee fields. Omit it to score a stored employee by employee_id.",
             examples=[EXAMPLE_EMPLOYEE])] = None,
-        employee_id: Annotated[EmployeeId | None, Field(
+        employee_id: Annotated[EmployeeTag | None, Field(
             description="A stored employee to score, or a tag for the trace of inline fields.")] = None,
-        model: Annotated[str | None, Field(
+        model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias (champion); default model when omitted.",
             examples=["champion"])] = None,
     ) -> Prediction:
@@ -85,7 +86,7 @@ class AttritionService:
         employees: Annotated[list[Employee], Field(
             description=f"Employees to score, in order; at most {settings.max_batch_rows} rows.",
             examples=[[EXAMPLE_EMPLOYEE]])],
-        model: Annotated[str | None, Field(
+        model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias; default model when omitted.")] = None,
     ) -> PredictionBatch:
         """Score many employees in one call; one answer per row, in input order."""
@@ -99,7 +100,7 @@ class AttritionService:
         return self.predictions.models()
 
     @http.get("/models/{name}", summary="One model's card")
-    def model_card(self, name: str) -> ModelDetail:
+    def model_card(self, name: ModelReference) -> ModelDetail:
         """The card of ``name`` (name, name:version or alias), with its current health."""
         return self.predictions.model_card(name)
 
@@ -114,7 +115,7 @@ class AttritionService:
         return self.predictions.metadata()
 
     @http.get("/predictions/{request_id}", summary="The stored trace of one request")
-    def prediction_trace(self, request: Request, request_id: str) -> TraceRecord:  # type: ignore[valid-type]
+    def prediction_trace(self, request: Request, request_id: RequestId) -> TraceRecord:  # type: ignore[valid-type]
         """Inputs, outputs, model, version and timings of one request, as stored."""
         return self.predictions.trace(request_id, key_id_of(request.scope))
 
@@ -122,11 +123,13 @@ class AttritionService:
     def prediction_traces(
         self,
         request: Request,
-        employee_id: Annotated[int | None, Query(ge=1, description="Only this employee's traces.")] = None,
-        start: Annotated[datetime | None, Query(alias="from", description="ISO 8601, inclusive.")] = None,
-        end: Annotated[datetime | None, Query(alias="to", description="ISO 8601, exclusive.")] = None,
+        employee_id: Annotated[StoredId | None, Query(description="Only this employee's traces.")] = None,
+        start: Annotated[PeriodBound | None, Query(
+            alias="from", description="ISO 8601, inclusive; 1970-01-01 to 9999-12-30 UTC (naive: UTC).")] = None,
+        end: Annotated[PeriodBound | None, Query(
+            alias="to", description="ISO 8601, exclusive; 1970-01-01 to 9999-12-30 UTC (naive: UTC).")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[Offset, Query()] = 0,
     ) -> TracePage:
         """Traces ordered by reception time, paginated."""
         return self.predictions.traces(employee_id, start, end, limit, offset, key_id_of(request.scope))
@@ -135,10 +138,12 @@ class AttritionService:
 
     @http.get("/docs.json", include_in_schema=False)
     def openapi_document(self) -> dict:
-        """BentoML's OpenAPI document of the service, with the API key schemes (the docs page's Authorize)."""
-        return document_keys(AttritionService.openapi_spec.asdict(), settings.metrics_open)
+        """BentoML's OpenAPI document of the service, with the API key schemes and the real error answers."""
+        spec = document_keys(AttritionService.openapi_spec.asdict(), settings.metrics_open)
+        return document_answers(spec, AttritionService.apis, settings.metrics_open)
 
 
 errors.install(AttritionService, http)
 AttritionService.add_asgi_middleware(EdgeMiddleware, keys=settings.api_key_entries, metrics_open=settings.metrics_open,
-                                     recycle_every=settings.recycle_connections_every)
+                                     recycle_every=settings.recycle_connections_every,
+                                     max_batch_rows=settings.max_batch_rows)

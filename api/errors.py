@@ -93,13 +93,28 @@ def describe_location(loc: Iterable[Any]) -> str:
     return text or "body"
 
 
+MAX_PROBLEMS = 50
+"""Problems an error body lists at most (the first ones); its message gives the total."""
+MAX_PROBLEMS_IN_MESSAGE = 5
+"""Problems an error message names at most; the body's detail lists more."""
+
+
 def invalid_request(errors: list[dict[str, Any]]) -> InvalidRequest:
-    """The :class:`InvalidRequest` of pydantic-style errors, naming each field at fault in its message."""
+    """The :class:`InvalidRequest` of pydantic-style errors, naming each field at fault in its message.
+
+    Only the first :data:`MAX_PROBLEMS` are listed, and the message counts
+    them all: a body of many bad rows must not cost an error body many times
+    its own size. The input values pydantic quotes (``input``) are left out.
+    """
     detail = []
-    for err in errors:
+    for err in errors[:MAX_PROBLEMS]:
         loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-        detail.append(problem(describe_location(loc), err.get("msg", "invalid"), type=err.get("type", "value_error")))
-    summary = "; ".join(f"{d['field']}: {d['message']}" for d in detail) or "invalid request"
+        detail.append(problem(describe_location(loc), str(err.get("msg", "invalid")),
+                              type=str(err.get("type", "value_error"))))
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:MAX_PROBLEMS_IN_MESSAGE]) or "invalid request"
+    if len(errors) > MAX_PROBLEMS_IN_MESSAGE:
+        listed = min(len(errors), MAX_PROBLEMS)
+        summary += f" (and more: {len(errors)} problems in all, the first {listed} listed in detail)"
     return InvalidRequest(f"invalid request: {summary}", detail)
 
 

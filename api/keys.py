@@ -185,6 +185,9 @@ def requirement(path: str, metrics_open: bool) -> str:
 
 def presented_key(headers: dict[str, str]) -> tuple[str | None, str | None]:
     """``(key, problem)`` from ``X-API-Key`` or ``Authorization: Bearer``; problem says why there is none."""
+    if "x-api-key" in headers and not headers["x-api-key"].strip():
+        # A blank key is a wrong key, not an absent one: it must not let another header's key through.
+        return None, "the X-API-Key header is empty"
     api_key = headers.get("x-api-key", "").strip() or None
     authorization = headers.get("authorization", "").strip()
     bearer = None

@@ -7,8 +7,14 @@
   outcomes answer loopback TCP peers only.
 - Body size: 413 past ``max_body_bytes``.
 - Content type: a POST body must be JSON (415 otherwise; BentoML answers 5xx).
-- Error bodies: any 4xx answer becomes a JSON object naming the fields at fault
-  (BentoML wraps some in a list), and is counted in ``/metrics``.
+- Bounded work: a POST body is parsed once here (orjson) before any route runs:
+  400 when it is not JSON or nests deeper than ``max_json_depth``, 413 for a
+  ``/predict_batch`` over ``max_batch_rows`` rows, before a single row is
+  validated (BentoML validates every row first: a body of 20,000 empty rows
+  costs seconds of CPU and an error body of tens of megabytes).
+- Error bodies: any 4xx or 5xx answer becomes a JSON object naming the fields at
+  fault (BentoML wraps some in a list, Starlette answers some in plain text); a
+  4xx is counted in ``/metrics``.
 """
 from __future__ import annotations
 
@@ -19,13 +25,14 @@ import socket
 import sys
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
+import orjson
 from prometheus_client import Counter
 
 from api.errors import (BodyTooLarge, Forbidden, MissingApiKey, RequestRejected, UnsupportedMediaType, error_answer,
                         invalid_request)
 from api.keys import (ANY_KEY, KEY_ID_STATE, LOOPBACK_ONLY_SCOPES, OPEN, ApiKey, KeyRing, is_loopback, presented_key,
                       requirement)
-from attrition.errors import problem
+from attrition.errors import BatchTooLarge, DomainError, InvalidRequest, problem
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,11 @@ INVALID_REQUESTS = Counter(
     ["endpoint", "status"])
 
 TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/predictions"}
+
+MAX_JSON_DEPTH = 32
+"""Nesting levels a JSON body may have (a request to /predict_batch has 3)."""
+BATCH_PATH = "/predict_batch"
+"""The route whose ``employees`` list the batch cap bounds."""
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -58,13 +70,62 @@ def _normalise_error(body: bytes) -> bytes | None:
                            "detail": []}).encode()
     if isinstance(data, list):
         first = data[0] if data and isinstance(data[0], dict) else {}
-        return json.dumps({"error": str(first.get("error", "invalid request")), "detail": data}).encode()
+        error = str(first.get("error", "invalid request"))
+        return json.dumps({"error": error, "detail": [problem("body", error)]}).encode()
     if isinstance(data, dict) and isinstance(data.get("detail"), list) and data["detail"] \
             and isinstance(data["detail"][0], dict) and "loc" in data["detail"][0]:
         invalid = invalid_request(data["detail"])
         return json.dumps({"error": invalid.message, "detail": invalid.detail}).encode()
     if isinstance(data, dict) and "error" not in data:
         return json.dumps({"error": str(data.get("detail", "invalid request")), "detail": []}).encode()
+    if isinstance(data, dict) and not isinstance(data.get("detail"), list):
+        return json.dumps({"error": str(data["error"]), "detail": []}).encode()
+    return None
+
+
+def exceeds_depth(document: Any, limit: int) -> bool:
+    """True when ``document`` (parsed JSON) nests containers deeper than ``limit`` levels.
+
+    Level by level, without recursion; scalars are looked at once and never descended into.
+    """
+    level = [document] if isinstance(document, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for container in level:
+            values = container.values() if isinstance(container, dict) else container
+            below.extend(value for value in values if isinstance(value, (dict, list)))
+        level = below
+    return False
+
+
+def check_document(path: str, body: bytes, max_batch_rows: int | None,
+                   max_depth: int = MAX_JSON_DEPTH) -> DomainError | None:
+    """The refusal of a POST body before its route runs (None: the route may validate it).
+
+    Not JSON, or nested past ``max_depth`` → :class:`InvalidRequest`; a batch
+    of more than ``max_batch_rows`` rows → :class:`BatchTooLarge`, counted on
+    the parsed document before any row is validated. An empty body is the
+    route's to refuse.
+    """
+    if not body.strip():
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses past 1024 levels itself; below that, the depth is counted here.
+        reason = f"nested deeper than {max_depth} levels" if "depth" in str(exc) else "not valid JSON"
+        return InvalidRequest(f"invalid request: body: {reason}", [problem("body", reason)])
+    if exceeds_depth(document, max_depth):
+        reason = f"nested deeper than {max_depth} levels"
+        return InvalidRequest(f"invalid request: body: {reason}", [problem("body", reason)])
+    if path == BATCH_PATH and max_batch_rows is not None and isinstance(document, dict):
+        rows = document.get("employees")
+        if isinstance(rows, list) and len(rows) > max_batch_rows:
+            return BatchTooLarge(len(rows), max_batch_rows)
     return None
 
 
@@ -104,9 +165,15 @@ class EdgeMiddleware:
     """API keys and scopes, body limits, content type and uniform 4xx error bodies."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], keys: Iterable[ApiKey] = (), metrics_open: bool = True,
-                 max_body_bytes: int = 4 * 1024 * 1024, recycle_every: int = 0) -> None:
-        """The edge in front of ``app``; with no ``keys``, access control is off except for personal data."""
+                 max_body_bytes: int = 4 * 1024 * 1024, recycle_every: int = 0, max_batch_rows: int | None = None,
+                 max_json_depth: int = MAX_JSON_DEPTH) -> None:
+        """The edge in front of ``app``; with no ``keys``, access control is off except for personal data.
+
+        ``max_batch_rows``: the row cap of ``/predict_batch`` (None: left to the route).
+        """
         self.app = app
+        self.max_batch_rows = max_batch_rows
+        self.max_json_depth = max_json_depth
         self.keys = KeyRing(keys)
         self.metrics_open = metrics_open
         self.max_body_bytes = max_body_bytes
@@ -123,12 +190,13 @@ class EdgeMiddleware:
         path: str = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         endpoint = _endpoint(path)
-        rejection = self._reject(scope, path, headers)
+        rejection: DomainError | None = self._reject(scope, path, headers)
         if rejection is None and scope.get("method") == "POST":
             body = await self._read_body(receive)
             if body is None:
                 rejection = BodyTooLarge(self.max_body_bytes)
             else:
+                rejection = check_document(path, body, self.max_batch_rows, self.max_json_depth)
                 receive = _replay(body)
         if rejection is not None:
             answer = error_answer(rejection)
@@ -143,7 +211,7 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 message = self._recycle(message)
-                if 400 <= message["status"] < 500:
+                if message["status"] >= 400:
                     state["start"] = message
                     return
             elif message["type"] == "http.response.body" and state["start"] is not None:
@@ -151,7 +219,8 @@ class EdgeMiddleware:
                 if message.get("more_body", False):
                     return
                 await self._send_error(send, state["start"], b"".join(state["buffer"]))
-                INVALID_REQUESTS.labels(endpoint, str(state["status"])).inc()
+                if state["status"] < 500:
+                    INVALID_REQUESTS.labels(endpoint, str(state["status"])).inc()
                 return
             await send(message)
 
