@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     writer_max_restarts: int = Field(
         default=5, ge=0, description="Crashed writer tasks restarted within a minute before the worker reports "
                                      "unready.")
+    trace_retention_days: int | None = Field(
+        default=None, ge=1, description="Traces older than this are deleted by `python -m persistence purge`; "
+                                        "unset: every trace is kept (the EU AI Act asks for six months at least).")
 
     dashboard_database_url: str | None = Field(
         default=None, validation_alias="FUTURISYS_DASHBOARD_DATABASE_URL",

@@ -4,6 +4,8 @@
 ``python -m persistence import-dataset DIR``   migrate, then import (or update) the employees of the extracts in DIR
 ``python -m persistence replay-quarantine FILE``  migrate, then insert the traces of a quarantine file (once the
                                                cause of their refusal is fixed); what is still refused stays in FILE
+``python -m persistence erase --employee N ...``  migrate, then erase employees' data everywhere, leave tombstones
+``python -m persistence purge [--older-than-days N]``  migrate, then delete traces older than the retention period
 
 Every command uses ``settings.resolved_database_url`` (``DATABASE_URL``, or the embedded SQLite file).
 Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts, 3 traces still refused.
@@ -33,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     replaying = commands.add_parser("replay-quarantine",
                                     help="insert the traces of a quarantine file (quarantine-*.jsonl)")
     replaying.add_argument("file", type=Path, help="a quarantine file of the journal directory")
+    from persistence.erasure import add_erase_command
+    from persistence.retention import add_purge_command
+
+    add_erase_command(commands)
+    add_purge_command(commands)
     return parser
 
 
@@ -76,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     arguments = _parser().parse_args(argv)
     from persistence.migrate import upgrade
+    from persistence.retention import refusal
     from settings import settings
 
+    if arguments.command == "purge" and (refused := refusal(arguments)) is not None:
+        print(f"error: purge: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     url = settings.resolved_database_url
     shown = sa.engine.make_url(url).render_as_string(hide_password=True)
     try:
@@ -87,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             return _import_dataset(url, shown, arguments.directory, quiet=arguments.quiet)
         if arguments.command == "replay-quarantine":
             return _replay_quarantine(url, shown, arguments.file)
+        if arguments.command == "erase":
+            from persistence.erasure import run_erase
+
+            return run_erase(arguments, url)
+        if arguments.command == "purge":
+            from persistence.retention import run_purge
+
+            return run_purge(arguments, url)
     except (sa.exc.SQLAlchemyError, psycopg.Error, OSError) as exc:
         print(f"error: database {shown}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_DATABASE

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from persistence import metrics
 from persistence.database import classify_failure, is_missing_table, ping
+from persistence.erasure import without_erased
 from persistence.journal import JOURNAL_GLOB, TraceJournal, journal_lines, read_journal
 from persistence.store import TraceStore
 from persistence.traces import Trace
@@ -143,6 +144,10 @@ class JournalReplayer:
         return inserted
 
     def _insert_missing(self, source: Path, traces: list[Trace]) -> int:
+        # An erased employee's traces journaled before the erasure never come back (persistence/erasure.py).
+        traces = without_erased(self.store.engine, traces)
+        if not traces:
+            return 0
         try:
             inserted = self.store.insert_missing(traces)
         except Exception as exc:  # classified just below
@@ -175,6 +180,7 @@ def replay_quarantine(store: TraceStore, path: Path, chunk_rows: int = 1000) -> 
     traces: list[Trace] = []
     for trace in read_journal(path, on_unreadable=lambda _number, line: kept_lines.append(line)):
         traces.append(trace)
+    traces = without_erased(store.engine, traces)  # as the journal replay does
     inserted = 0
     for start in range(0, len(traces), chunk_rows):
         chunk = traces[start:start + chunk_rows]

@@ -19,8 +19,8 @@ from attrition.schema import EMPLOYEE_ID, FEATURES, TARGET, FeatureSpec
 from persistence.columns import CATEGORY_LENGTH, JSONDocument, UTCDateTime, utcnow
 from persistence.traces import ENDPOINTS, STATUSES, trace_columns
 
-__all__ = ["CATEGORY_LENGTH", "ENDPOINTS", "STATUSES", "employees", "metadata", "prediction_traces", "trace_reads",
-           "utcnow"]
+__all__ = ["CATEGORY_LENGTH", "ENDPOINTS", "STATUSES", "employee_erasures", "employees", "metadata",
+           "prediction_traces", "trace_reads", "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -82,3 +82,14 @@ trace_reads = sa.Table(
     sa.Index(None, "read_at"),
 )
 """Who read traces, and when: one row per read through the API or the dashboard (persistence/reads.py)."""
+
+employee_erasures = sa.Table(
+    "employee_erasures", metadata,
+    sa.Column("erasure_id", sa.String(36), primary_key=True),
+    sa.Column("employee_id", sa.BigInteger, nullable=False, comment="The employee erased."),
+    sa.Column("erased_at", UTCDateTime, nullable=False,
+              comment="When: journaled traces of the employee received up to this time are never replayed."),
+    sa.Column("erased_by", sa.String(200), nullable=False, comment="Who ran the erasure (an operator, not a key)."),
+    sa.Index(None, "employee_id", "erased_at"),
+)
+"""Tombstones: one row per erasure of an employee's data (persistence/erasure.py); no personal data but the id."""

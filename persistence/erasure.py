@@ -1,0 +1,349 @@
+"""Erasure of an employee's data, everywhere the service keeps it: the answer to a data subject's erasure request.
+
+``python -m persistence erase --employee N [N ...]`` (or ``--employees-file``)
+removes, for each employee id:
+
+- the traces tagged with the id (``prediction_traces.employee_id``);
+- the ``employees`` row (the imported HR fields);
+- the read log's rows about them (``trace_reads.employee_id``) and the rows
+  of reads of one of their traces by request id;
+- their lines in the journals of dead instances and in quarantine files
+  (every ``journal-*.jsonl`` and ``quarantine-*.jsonl`` under the state
+  directory, whatever the layout of its journal directories);
+
+then leaves a tombstone in ``employee_erasures``: the id, when, by whom, no
+other data. A journal replay asks :func:`without_erased` first and skips the
+journaled traces of an erased employee received up to the erasure: the
+journal of a running service (locked by its owner, so not rewritten here) can
+never bring them back. A prediction made after the erasure is new processing
+and is stored as usual.
+
+Limits: a trace of inline fields never tagged with an id cannot be found by
+id; backups and copies outside the database and the state directory are out
+of reach; an import of extracts that still hold the employee brings their
+``employees`` row back.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import stat
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+from filelock import FileLock, Timeout
+from sqlalchemy.engine import Connection, Engine
+
+from persistence.columns import utcnow
+from persistence.database import is_missing_table
+from persistence.journal import JOURNAL_GLOB, QUARANTINE_GLOB, QUARANTINE_PREFIX
+from persistence.schema import employee_erasures, employees, prediction_traces, trace_reads
+from persistence.traces import Trace
+
+log = logging.getLogger(__name__)
+
+MAX_EMPLOYEE_ID = 2 ** 63 - 1
+ERASED_BY_LENGTH = 200
+DEFAULT_SETTLE_S = 5.0
+"""How long the erasure waits before its second sweep of the traces (see :func:`erase_employees`)."""
+
+
+@dataclass
+class Erasure:
+    """What one employee's erasure removed, and its tombstone."""
+
+    employee_id: int
+    erasure_id: str
+    erased_at: datetime
+    erased_by: str
+    traces: int = 0
+    employee_rows: int = 0
+    read_log_rows: int = 0
+    journal_lines: int = 0
+    quarantine_lines: int = 0
+
+    def line(self) -> str:
+        """One line of the command's report."""
+        return (f"employee {self.employee_id}: removed {self.traces} trace(s), {self.employee_rows} employee row(s), "
+                f"{self.read_log_rows} read-log row(s), {self.journal_lines} journal line(s), "
+                f"{self.quarantine_lines} quarantine line(s); tombstone {self.erasure_id} at "
+                f"{self.erased_at.isoformat()} by {self.erased_by}")
+
+
+@dataclass
+class FileScrub:
+    """What the scan of the journal and quarantine files did."""
+
+    journals_scanned: int = 0
+    journals_rewritten: int = 0
+    journals_live: list[Path] = field(default_factory=list)  # locked by a running process: left to the tombstone
+    quarantine_scanned: int = 0
+    quarantine_rewritten: int = 0
+    quarantine_busy: list[Path] = field(default_factory=list)  # its journal is being replayed right now
+    journal_lines: Counter[int] = field(default_factory=Counter)
+    quarantine_lines: Counter[int] = field(default_factory=Counter)
+
+    def lines(self) -> list[str]:
+        """The command's report of the files."""
+        report = [f"journals: {self.journals_scanned} scanned, {self.journals_rewritten} rewritten"
+                  + (f"; {len(self.journals_live)} locked by a running process, not rewritten (the tombstone keeps "
+                     "their lines of these employees out at replay)" if self.journals_live else ""),
+                  f"quarantine files: {self.quarantine_scanned} scanned, {self.quarantine_rewritten} rewritten"
+                  + (f"; {len(self.quarantine_busy)} being replayed, not rewritten: run erase again"
+                     if self.quarantine_busy else "")]
+        return report
+
+
+def without_erased(bind: Engine | Connection, traces: Sequence[Trace]) -> list[Trace]:
+    """The traces a replay may insert: all but those of an erased employee received up to their erasure.
+
+    Called by the journal replay before it inserts journaled traces. One
+    query, only when a trace carries an employee id. A database without the
+    tombstone table (never migrated to 0004) has recorded no erasure.
+    """
+    ids = {trace.employee_id for trace in traces if trace.employee_id is not None}
+    if not ids:
+        return list(traces)
+    query = (sa.select(employee_erasures.c.employee_id, sa.func.max(employee_erasures.c.erased_at))
+             .where(employee_erasures.c.employee_id.in_(sorted(ids))).group_by(employee_erasures.c.employee_id))
+    try:
+        if isinstance(bind, Engine):
+            with bind.connect() as connection:
+                erased = dict(connection.execute(query).all())
+        else:
+            erased = dict(bind.execute(query).all())
+    except sa.exc.DBAPIError as exc:
+        if is_missing_table(exc):
+            return list(traces)
+        raise
+    if not erased:
+        return list(traces)
+    kept = [trace for trace in traces
+            if trace.employee_id not in erased or trace.received_at > erased[trace.employee_id]]
+    if len(kept) < len(traces):
+        # A count only: which employees were erased is not for the service's log.
+        log.info("journal replay: %d journaled trace(s) of erased employees skipped", len(traces) - len(kept))
+    return kept
+
+
+def _delete_from_database(connection: Connection, employee_id: int, received_until: datetime | None = None) -> tuple[
+        int, int, int]:
+    """Delete the employee's traces, read-log rows and employee row; return (traces, read-log rows, employee rows).
+
+    With ``received_until``, only traces received up to then (and the reads of
+    those), and the employee row is left alone.
+    """
+    theirs = prediction_traces.c.employee_id == employee_id
+    if received_until is not None:
+        theirs = sa.and_(theirs, prediction_traces.c.received_at <= received_until)
+    their_requests = sa.select(prediction_traces.c.request_id).where(theirs)
+    about_them = trace_reads.c.request_id.in_(their_requests)
+    if received_until is None:
+        about_them = sa.or_(trace_reads.c.employee_id == employee_id, about_them)
+    reads = connection.execute(sa.delete(trace_reads).where(about_them)).rowcount
+    traces = connection.execute(sa.delete(prediction_traces).where(theirs)).rowcount
+    rows = 0
+    if received_until is None:
+        rows = connection.execute(sa.delete(employees).where(employees.c.id_employee == employee_id)).rowcount
+    return traces, reads, rows
+
+
+def _employee_of(line: str) -> int | None:
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None  # an unreadable line is kept as it is, for whoever fixes it by hand
+    value = document.get("employee_id") if isinstance(document, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _rewrite_without(path: Path, ids: frozenset[int]) -> Counter[int]:
+    """Drop the lines of ``ids`` from a journal-format file (atomically replaced, or removed when empty)."""
+    removed: Counter[int] = Counter()
+    kept: list[str] = []
+    with path.open("r", encoding="utf-8") as stream:
+        for line in stream:
+            employee_id = _employee_of(line)
+            if employee_id in ids:
+                removed[employee_id] += 1
+            else:
+                kept.append(line)
+    if not removed:
+        return removed
+    if any(line.strip() for line in kept):
+        replacement = path.with_name(f".{path.name}.erasure.tmp")
+        mode = stat.S_IMODE(path.stat().st_mode)
+        descriptor = os.open(replacement, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.writelines(kept)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(replacement, path)
+    else:
+        path.unlink()
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return removed
+
+
+def _locked(journal: Path) -> FileLock:
+    # The journal's own lock convention (persistence.journal): held by its writer while it lives, and by a
+    # replayer while it replays the journal or appends to that journal's quarantine file.
+    return FileLock(f"{journal}.lock", timeout=0, thread_local=False, fallback_to_soft=False)
+
+
+def _scrub_under_lock(path: Path, journal: Path, ids: frozenset[int]) -> Counter[int] | None:
+    """Rewrite ``path`` holding ``journal``'s lock; None when the lock is held by someone else."""
+    lock = _locked(journal)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    try:
+        removed = _rewrite_without(path, ids) if path.exists() else Counter()
+        if not journal.exists():
+            # Locking made the lock file: remove it while held, as the journal does, so none is left behind.
+            Path(f"{journal}.lock").unlink(missing_ok=True)
+        return removed
+    finally:
+        lock.release()
+
+
+def scrub_files(state_dir: Path, ids: Iterable[int]) -> FileScrub:
+    """Remove the lines of ``ids`` from every journal of a dead process and every quarantine file under ``state_dir``.
+
+    A journal whose lock is held belongs to a running process: it is left as
+    it is (its replay asks the tombstones first). A quarantine file whose
+    journal is being replayed right now is left too, and reported.
+    """
+    wanted = frozenset(ids)
+    scrub = FileScrub()
+    state_dir = Path(state_dir)
+    if not state_dir.is_dir():
+        return scrub
+    for path in sorted(state_dir.rglob(JOURNAL_GLOB)):
+        scrub.journals_scanned += 1
+        removed = _scrub_under_lock(path, path, wanted)
+        if removed is None:
+            scrub.journals_live.append(path)
+        elif removed:
+            scrub.journals_rewritten += 1
+            scrub.journal_lines.update(removed)
+    for path in sorted(state_dir.rglob(QUARANTINE_GLOB)):
+        scrub.quarantine_scanned += 1
+        removed = _scrub_under_lock(path, path.with_name(path.name.removeprefix(QUARANTINE_PREFIX)), wanted)
+        if removed is None:
+            scrub.quarantine_busy.append(path)
+        elif removed:
+            scrub.quarantine_rewritten += 1
+            scrub.quarantine_lines.update(removed)
+    return scrub
+
+
+def erase_employees(engine: Engine, employee_ids: Sequence[int], erased_by: str, state_dir: Path,
+                    settle_s: float = DEFAULT_SETTLE_S) -> tuple[list[Erasure], FileScrub]:
+    """Erase each employee's data in the database and the state directory's files; leave a tombstone each.
+
+    Per employee, one transaction deletes the traces, read-log rows and
+    employee row, and writes the tombstone: from its commit on, no replay
+    inserts a journaled trace of theirs received before it. Then the files
+    are scrubbed. After ``settle_s`` a second sweep deletes any trace of
+    theirs received before the erasure that landed meanwhile (a replay that
+    read the tombstones just before the commit, a commit of a request in
+    flight at the erasure).
+    """
+    erasures: list[Erasure] = []
+    for employee_id in dict.fromkeys(employee_ids):
+        with engine.begin() as connection:
+            traces, reads, rows = _delete_from_database(connection, employee_id)
+            erasure = Erasure(employee_id, str(uuid.uuid4()), utcnow(), erased_by, traces=traces,
+                              employee_rows=rows, read_log_rows=reads)
+            connection.execute(sa.insert(employee_erasures).values(
+                erasure_id=erasure.erasure_id, employee_id=employee_id, erased_at=erasure.erased_at,
+                erased_by=erased_by))
+        erasures.append(erasure)
+    scrub = scrub_files(state_dir, [erasure.employee_id for erasure in erasures])
+    if settle_s > 0:
+        time.sleep(settle_s)
+    for erasure in erasures:
+        with engine.begin() as connection:
+            traces, reads, _ = _delete_from_database(connection, erasure.employee_id, erasure.erased_at)
+        erasure.traces += traces
+        erasure.read_log_rows += reads
+        erasure.journal_lines = scrub.journal_lines[erasure.employee_id]
+        erasure.quarantine_lines = scrub.quarantine_lines[erasure.employee_id]
+    return erasures, scrub
+
+
+# -- command line ---------------------------------------------------------------------------------------------
+
+
+def add_erase_command(commands: argparse._SubParsersAction) -> None:
+    """Declare ``python -m persistence erase``."""
+    erase = commands.add_parser("erase", help="erase employees' data everywhere (traces, employee row, read log, "
+                                              "journals, quarantine) and leave a tombstone")
+    erase.add_argument("--employee", type=int, nargs="+", default=[], metavar="N", help="employee id(s)")
+    erase.add_argument("--employees-file", type=Path, metavar="FILE",
+                       help="a file of employee ids, one a line (blank lines and # comments ignored)")
+    erase.add_argument("--by", default=None, help="who erases, for the tombstone (default: the OS user)")
+    erase.add_argument("--settle-s", type=float, default=DEFAULT_SETTLE_S,
+                       help=f"wait before the second sweep of late traces (default {DEFAULT_SETTLE_S:g})")
+
+
+def _ids_of(arguments: argparse.Namespace) -> list[int]:
+    """The employee ids asked, checked; raises ValueError naming the faulty entry's place, not its value."""
+    ids = list(arguments.employee)
+    if arguments.employees_file is not None:
+        text = Path(arguments.employees_file).read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), start=1):
+            entry = line.split("#", 1)[0].strip()
+            if not entry:
+                continue
+            if not entry.isdigit():
+                raise ValueError(f"{arguments.employees_file}:{number}: not an employee id (digits only)")
+            ids.append(int(entry))
+    for employee_id in ids:
+        if not 0 <= employee_id <= MAX_EMPLOYEE_ID:
+            raise ValueError(f"employee ids go from 0 to {MAX_EMPLOYEE_ID}")
+    if not ids:
+        raise ValueError("no employee to erase: give --employee N or --employees-file FILE")
+    return ids
+
+
+def run_erase(arguments: argparse.Namespace, url: str) -> int:
+    """Run ``erase`` on the migrated database at ``url`` and the state directory of ``settings``.
+
+    Prints what was removed; returns the exit code (2: bad arguments).
+    """
+    from persistence.database import make_engine
+    from settings import settings
+
+    try:
+        ids = _ids_of(arguments)
+    except (ValueError, OSError) as exc:
+        print(f"error: erase: {exc}", file=sys.stderr)
+        return 2
+    erased_by = (arguments.by or getpass.getuser())[:ERASED_BY_LENGTH]
+    engine = make_engine(url)
+    try:
+        erasures, scrub = erase_employees(engine, ids, erased_by, settings.state_dir, settle_s=arguments.settle_s)
+    finally:
+        engine.dispose()
+    for erasure in erasures:
+        print(erasure.line())
+    for line in scrub.lines():
+        print(line)
+    return 0
