@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from api import logs
 from api.responses import AnswerResponse, ErrorResponse
 from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, DomainError, InvalidRequest, NotFound,
                               TraceNotStored, UnknownModel, problem)
@@ -152,8 +153,12 @@ async def _invalid_query(_request: Request, error: Exception) -> ErrorResponse:
 
 
 def install(service: Any, http: FastAPI) -> None:
-    """Answer every domain error of ``service``'s BentoML APIs and of its mounted ``http`` app from the table."""
+    """Answer every domain error of ``service``'s BentoML APIs and of its mounted ``http`` app from the table.
+
+    Also keeps input values out of BentoML's logs of failed requests (:mod:`api.logs`).
+    """
     for method in service.apis.values():
         method.func = answering(method.func)
     http.add_exception_handler(DomainError, _domain_error)
     http.add_exception_handler(RequestValidationError, _invalid_query)
+    logs.install()

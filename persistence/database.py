@@ -1,6 +1,7 @@
 """Engines for the trace database: PostgreSQL (psycopg 3) or an embedded SQLite file."""
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Literal
@@ -91,12 +92,14 @@ def make_engine(url: str | URL, *, statement_timeout_ms: int | None = None, lock
     """
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
+    # A failed statement's error must not quote the trace it carried: its inputs are personal data.
+    options.setdefault("hide_parameters", True)
     if backend == "sqlite":
         if is_sqlite_memory(parsed):
             options.setdefault("poolclass", StaticPool)
             options.setdefault("connect_args", {"check_same_thread": False})
         else:
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(parsed.database).expanduser())
         engine = sa.create_engine(parsed, **options)
         event.listen(engine, "connect", _configure_sqlite_connection)
         return engine
@@ -109,6 +112,59 @@ def make_engine(url: str | URL, *, statement_timeout_ms: int | None = None, lock
         return sa.create_engine(parsed, connect_args=connect_args, **options)
     raise ValueError(f"unsupported database backend {backend!r} in {parsed.render_as_string()}: "
                      "use postgresql+psycopg:// or sqlite:///")
+
+
+PRIVATE_FILE_MODE = 0o600
+"""Files holding traces (the SQLite database, journals, quarantine): readable by the service's user only."""
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (and its folder) with mode 0600 if it does not exist yet; an existing file keeps its mode.
+
+    SQLite creates its ``-wal``, ``-shm`` and ``-journal`` files with the
+    database file's own permissions, so they are private too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        return
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What failed, for a log line or an error's reason, without any value the statement carried.
+
+    A database's refusal of a row quotes it (PostgreSQL's ``DETAIL: Failing
+    row contains (...)``, ``Key (request_id)=(...)``, ``invalid input syntax
+    for type integer: "..."``): for a refusal (SQLSTATE classes 22 and 23),
+    only the error's kind, SQLSTATE and the table, column and constraint it
+    names are kept. Other database errors keep their primary message, which
+    concerns the database (a timeout, a refused connection), not the row.
+    """
+    original: BaseException = exc
+    if isinstance(exc, sa.exc.StatementError) and exc.orig is not None:
+        original = exc.orig
+    kind = type(original).__name__
+    if isinstance(original, psycopg.Error):
+        state, diag = original.sqlstate, original.diag
+        if state is None:
+            return f"{kind}: {_first_line(original)}"
+        if state[:2] in REJECTED_SQLSTATE_CLASSES:
+            names = ", ".join(f"{what} {name}" for what, name in (
+                ("table", diag.table_name), ("column", diag.column_name), ("constraint", diag.constraint_name))
+                if name)
+            return f"{kind} (SQLSTATE {state}{'; ' + names if names else ''})"
+        return f"{kind} (SQLSTATE {state}): {diag.message_primary or ''}"
+    if isinstance(original, sqlite3.Error):
+        return f"{kind}: {_first_line(original)}"  # SQLite names the constraint or the parameter, never a value
+    if isinstance(original, (TypeError, ValueError)) and not isinstance(original, OSError):
+        return f"{kind} (a value the driver cannot send)"
+    return f"{kind}: {_first_line(original)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -113,7 +113,10 @@ def count_employees(engine: Engine) -> int:
 def get_employee(engine: Engine, employee_id: int) -> dict[str, Any] | None:
     """The 30 input fields of a stored employee (None when the id is unknown)."""
     columns = [employees.c[name] for name in FEATURE_NAMES]
+    # Bound as a 64-bit integer, the range a request may name: cast to the column's 32-bit type, a larger
+    # id would fail the query (out of range) instead of finding no one.
+    wanted = sa.bindparam("employee_id", employee_id, type_=sa.BigInteger)
     with engine.connect() as connection:
-        row = connection.execute(sa.select(*columns).where(employees.c[EMPLOYEE_ID] == employee_id)).mappings().first()
+        row = connection.execute(sa.select(*columns).where(employees.c[EMPLOYEE_ID] == wanted)).mappings().first()
     # Keyed by the schema's own names: the row's keys are SQLAlchemy's quoted names, which orjson refuses.
     return {name: row[name] for name in FEATURE_NAMES} if row is not None else None

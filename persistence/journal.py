@@ -24,6 +24,7 @@ import orjson
 from filelock import FileLock, Timeout
 
 from persistence import metrics
+from persistence.database import PRIVATE_FILE_MODE
 from persistence.traces import Trace
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,15 @@ def _delete_locked(path: Path) -> None:
     path.unlink(missing_ok=True)
     Path(f"{path}.lock").unlink(missing_ok=True)
     _fsync_directory(path.parent)
+
+
+def open_private(path: Path, mode: str) -> IO[str]:
+    """Open the text file ``path`` to append (``"a"``) or replace (``"w"``); a new file gets mode 0600.
+
+    Journals and quarantine files hold traces, whose inputs are personal data.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    return open(os.open(path, flags, PRIVATE_FILE_MODE), mode, encoding="utf-8")
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -95,7 +105,7 @@ def journal_lines(traces: Sequence[Trace]) -> str:
 def write_traces(path: Path, traces: Sequence[Trace], mode: str = "a") -> None:
     """Write traces as journal lines to ``path`` (``"a"``: append, ``"w"``: replace), fsynced with the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open(mode, encoding="utf-8") as stream:
+    with open_private(path, mode) as stream:
         stream.write(journal_lines(traces))
         stream.flush()
         os.fsync(stream.fileno())
@@ -172,7 +182,7 @@ class TraceJournal:
         lock = _lock_for(path, timeout=0)
         # Locked before the file exists: a replayer that sees the file always finds it locked.
         lock.acquire()
-        self._stream = path.open("a", encoding="utf-8")
+        self._stream = open_private(path, "a")
         _fsync_directory(self.directory)
         self._current = path
         self._locks[path] = lock
@@ -256,7 +266,7 @@ class TraceJournal:
     def quarantine_line(self, source: Path, line: str) -> Path:
         """Set aside a journal line that does not read as a valid trace, as written (to be fixed by hand)."""
         path = self._quarantine_path(source)
-        with path.open("a", encoding="utf-8") as stream:
+        with open_private(path, "a") as stream:
             stream.write(line if line.endswith("\n") else line + "\n")
             stream.flush()
             os.fsync(stream.fileno())

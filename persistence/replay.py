@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from persistence import metrics
-from persistence.database import classify_failure, is_missing_table, ping
+from persistence.database import classify_failure, describe_failure, is_missing_table, ping
 from persistence.erasure import without_erased
-from persistence.journal import JOURNAL_GLOB, TraceJournal, journal_lines, read_journal
+from persistence.journal import JOURNAL_GLOB, TraceJournal, journal_lines, open_private, read_journal
 from persistence.store import TraceStore
 from persistence.traces import Trace
 
@@ -78,7 +78,7 @@ class JournalReplayer:
         try:
             return await self.replay_once()
         except Exception as exc:  # retried at the next interval
-            log.warning("journal replay failed, retrying in %.1f s: %s", self.interval_s, exc)
+            log.warning("journal replay failed, retrying in %.1f s: %s", self.interval_s, describe_failure(exc))
             return 0
 
     def replay_pass(self) -> int:
@@ -160,7 +160,7 @@ class JournalReplayer:
             metrics.WRITE_FAILURES.labels("rejected").inc()
             self.stats.rejected += 1
             log.error("the database rejects journaled trace %s for its content (%s); quarantined in %s",
-                      traces[0].request_id, exc, kept)
+                      traces[0].request_id, describe_failure(exc), kept)
             return 0
         self.stats.replayed += inserted
         metrics.REPLAYED.inc(inserted)
@@ -198,7 +198,7 @@ def replay_quarantine(store: TraceStore, path: Path, chunk_rows: int = 1000) -> 
                     kept_lines.append(journal_lines([trace]))
     if kept_lines:
         replacement = path.with_name(f".{path.name}.tmp")
-        with replacement.open("w", encoding="utf-8") as stream:
+        with open_private(replacement, "w") as stream:
             stream.writelines(line if line.endswith("\n") else line + "\n" for line in kept_lines)
             stream.flush()
             os.fsync(stream.fileno())

@@ -39,7 +39,7 @@ from sqlalchemy.engine import URL, Engine
 
 from persistence import metrics
 from persistence.columns import utcnow
-from persistence.database import classify_failure, is_missing_table, make_engine
+from persistence.database import classify_failure, describe_failure, is_missing_table, make_engine
 from persistence.journal import TraceJournal, orphan_journals, quarantined_rows
 from persistence.replay import JournalReplayer
 from persistence.store import make_trace_store
@@ -422,8 +422,10 @@ class TraceWriter:
                         return [(await self._store([call]))[0] for call in calls]
                     metrics.WRITE_FAILURES.labels("rejected").inc()
                     self.stats.rejected += len(traces)
-                    log.error("the database rejected %d trace(s) for their content: %s", len(traces), exc)
-                    return [TraceWriteError(f"the database rejected the trace: {exc}")]
+                    # By request id and kind of refusal only: the database's message quotes the row.
+                    log.error("the database rejected trace(s) %s for their content: %s",
+                              ", ".join(t.request_id for t in traces), describe_failure(exc))
+                    return [TraceWriteError(f"the database rejected the trace: {describe_failure(exc)}")]
                 self._enter_journal_mode(exc)
             else:
                 self._count_committed(traces)
@@ -472,7 +474,8 @@ class TraceWriter:
         if is_missing_table(exc):
             self._schema_lost()
         if self._available:
-            log.warning("trace database unavailable (%s), journaling until a replay goes through: %s", reason, exc)
+            log.warning("trace database unavailable (%s), journaling until a replay goes through: %s", reason,
+                        describe_failure(exc))
         self._available = False
         metrics.JOURNAL_MODE.set(1)
 
