@@ -66,7 +66,7 @@ URL_CREDENTIAL = re.compile(rb"[a-z][a-z0-9+.-]*://[^/\s:@'\"`]+:([^/\s@'\"`]+)@
 PLACEHOLDER_PASSWORDS = frozenset({b"pass", b"password", b"passwd", b"changeme", b"secret", b"xxx", b"***",
                                    b"<password>", b"${password}", b"$password"})
 SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "FUTURISYS_API_KEYS")
-URL_ENV_VARS = ("DATABASE_URL", "FUTURISYS_TEST_POSTGRES")
+URL_ENV_VARS = ("DATABASE_URL", "FUTURISYS_DASHBOARD_DATABASE_URL", "FUTURISYS_TEST_POSTGRES")
 
 
 class BundleError(RuntimeError):
@@ -200,7 +200,9 @@ def secret_values(environ: dict[str, str]) -> list[bytes]:
     """The secret values of ``environ``: tokens, API keys, database URLs that carry a password."""
     values: list[str] = []
     for name in SECRET_ENV_VARS:
-        values += [v.strip() for v in environ.get(name, "").split(",") if v.strip()]
+        entries = [v.strip() for v in environ.get(name, "").split(",") if v.strip()]
+        # An API key entry (id:sha256hex:scopes) is searched whole and by its hash alone.
+        values += entries + [part for entry in entries for part in entry.split(":") if len(part) >= 32]
     for name in URL_ENV_VARS:
         url = environ.get(name, "")
         try:

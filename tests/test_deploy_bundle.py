@@ -26,6 +26,7 @@ import pathspec
 import pytest
 import yaml
 
+from api.keys import create_key
 from deploy import build_space, deploy_space, smoke_test
 from tests.service.server import stop_process_group
 from tests.conftest import PROJECT_ROOT, need
@@ -184,6 +185,49 @@ def test_secret_scan_finds_tokens_credentials_and_this_environment_s_secrets(tmp
     found = build_space.find_secrets(tmp_path, {"FUTURISYS_API_KEYS": f"short,{api_key}"})
     assert sorted(f.split(":")[0] for f in found) == ["key.json", "token.txt", "url.cfg"]
     assert not any(token in f or api_key in f for f in found), "a finding must not print the secret"
+
+
+def test_secret_scan_finds_api_key_entries_their_hashes_and_the_dashboard_database_url(tmp_path):
+    _, entry = create_key("svc", ["predict"])
+    digest = entry.digest.hex()
+    password = secrets.token_urlsafe(12)
+    environ = {"FUTURISYS_API_KEYS": f"{entry.entry()},{create_key('ops', ['read'])[1].entry()}",
+               "FUTURISYS_DASHBOARD_DATABASE_URL": f"postgresql+psycopg://reader:{password}@db.example.invalid/traces"}
+    (tmp_path / "entry.env").write_text(f"KEYS={entry.entry()}\n")
+    (tmp_path / "digest.txt").write_text(f"{digest}\n")
+    (tmp_path / "dashboard.toml").write_text(f'url = "{environ["FUTURISYS_DASHBOARD_DATABASE_URL"]}"\n')
+    (tmp_path / "clean.txt").write_text("no secret here\n")
+    found = build_space.find_secrets(tmp_path, environ)
+    assert sorted({f.split(":")[0] for f in found}) == ["dashboard.toml", "digest.txt", "entry.env"]
+    assert not any(digest in f or password in f for f in found), "a finding must not print the secret"
+
+
+KNOWN_URL_PASSWORDS = {
+    ".github/workflows/ci.yml": {b"postgres"},  # the CI job's own throw-away PostgreSQL service container
+    "README.md": {b"..."},  # an elided password in an example
+    "tests/persistence/test_migrations.py": {b"p"},  # URL normalisation examples
+    # The scanner's own tests: a planted fake secret and f-strings of random passwords.
+    "tests/test_deploy_bundle.py": {b"s3cr3t-value", b"{password}", b"{secrets.token_urlsafe(12)}"},
+}
+"""Passwords in URLs of tracked files that are not secrets, by file."""
+
+
+def test_the_repository_holds_no_secret():
+    """No tracked file holds a token, a private key, a URL with a password, or a secret of this environment."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
+    values = build_space.secret_values(dict(os.environ))
+    findings = []
+    for name in filter(None, tracked.decode().split("\0")):
+        path = PROJECT_ROOT / name
+        if not path.is_file() or path.stat().st_size > 5_000_000:
+            continue
+        data = path.read_bytes()
+        allowed = build_space.PLACEHOLDER_PASSWORDS | KNOWN_URL_PASSWORDS.get(name, set())
+        findings += [f"{name}: a secret of this environment" for value in values if value in data]
+        findings += [f"{name}: {p.pattern.decode()}" for p in build_space.TOKEN_PATTERNS if p.search(data)]
+        findings += [f"{name}: a URL with a password" for m in build_space.URL_CREDENTIAL.finditer(data)
+                     if m.group(1).lower() not in allowed]
+    assert findings == []
 
 
 # ---- deploy_space.py ---------------------------------------------------------------------------
@@ -352,8 +396,11 @@ def built(tmp_path_factory):
         "FUTURISYS_STATE_DIR": str(home / "state"),
         # Secrets in the builder's environment must not reach the bundle.
         "HF_TOKEN": "hf_" + secrets.token_hex(17),
-        "FUTURISYS_API_KEYS": secrets.token_urlsafe(24),
+        # Entries as the service takes them (id:sha256hex:scopes): neither they nor their hashes may ship.
+        "FUTURISYS_API_KEYS": ",".join(create_key(name, ["predict", "read"])[1].entry() for name in ("svc", "ops")),
         "DATABASE_URL": f"postgresql+psycopg://futurisys:{secrets.token_urlsafe(12)}@db.example.invalid:5432/traces",
+        "FUTURISYS_DASHBOARD_DATABASE_URL":
+            f"postgresql+psycopg://reader:{secrets.token_urlsafe(12)}@db.example.invalid:5432/traces",
     }
     started = time.monotonic()
     done = subprocess.run([sys.executable, "deploy/build_space.py", "--out", str(home / "space")],
@@ -428,9 +475,10 @@ def test_bundle_pins_the_runtime_requirements_from_the_public_index(built):
 def test_bundle_carries_no_secret(built):
     bundle, env, _ = built
     assert build_space.find_secrets(bundle, env) == []
-    for name in ("HF_TOKEN", "FUTURISYS_API_KEYS"):
-        value = env[name].encode()
-        assert not [p for p in bundle.rglob("*") if p.is_file() and value in p.read_bytes()], name
+    digests = [entry.split(":")[1] for entry in env["FUTURISYS_API_KEYS"].split(",")]
+    for name, value in [(n, env[n]) for n in ("HF_TOKEN", "FUTURISYS_API_KEYS", "FUTURISYS_DASHBOARD_DATABASE_URL")] \
+            + [("an API key hash", d) for d in digests]:
+        assert not [p for p in bundle.rglob("*") if p.is_file() and value.encode() in p.read_bytes()], name
     assert not list(bundle.rglob(".env")) and not list(bundle.rglob("*.db"))
 
 

@@ -93,3 +93,12 @@ def test_install_answers_the_mounted_app_from_the_same_table():
         assert missing.status_code == 404 and missing.json()["detail"][0]["field"] == "employee_id"
         invalid = client.get("/employees/7", params={"limit": 11})
         assert invalid.status_code == 400 and invalid.json()["detail"][0]["field"] == "limit"
+
+
+def test_an_invalid_request_lists_the_first_fifty_problems_and_counts_them_all():
+    problems = [{"loc": ("body", "employees", row, "age"), "msg": "Field required", "type": "missing",
+                 "input": {"revenu_mensuel": 98765}} for row in range(20_000)]
+    invalid = invalid_request(problems)
+    assert len(invalid.detail) == 50 and invalid.detail[49]["field"] == "employees[49].age"
+    assert "20000 problems in all" in invalid.message and len(invalid.message) < 1000
+    assert "98765" not in orjson.dumps({"error": invalid.message, "detail": invalid.detail}).decode()

@@ -101,3 +101,50 @@ def test_one_keep_alive_connection_in_every_n_answers_is_closed():
     client = edge(recycle_every=10)
     closes = [client.get("/livez").headers.get("connection") for _ in range(30)]
     assert closes.count("close") == 3 and closes[9] == "close"
+
+
+def counting_edge(**options) -> tuple[TestClient, list[int]]:
+    """An edge in front of an app that counts the requests it is given."""
+    reached: list[int] = []
+
+    async def predict_batch(request: Request) -> JSONResponse:
+        reached.append(len(await request.body()))
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/predict_batch", predict_batch, methods=["POST"]),
+                            Route("/predict", predict_batch, methods=["POST"])])
+    return TestClient(EdgeMiddleware(app, **options)), reached
+
+
+def test_a_batch_over_its_cap_is_413_before_the_route_sees_a_row():
+    client, reached = counting_edge(max_batch_rows=3)
+    refused = client.post("/predict_batch", json={"employees": [{}] * 4})
+    assert refused.status_code == 413 and refused.json()["detail"][0]["field"] == "employees" and reached == []
+    assert client.post("/predict_batch", json={"employees": [{}] * 3}).status_code == 200 and len(reached) == 1
+    # The cap counts the batch route's rows only.
+    assert client.post("/predict", json={"employees": [{}] * 4}).status_code == 200
+
+
+@pytest.mark.parametrize("body, reason", [("[" * 33 + "]" * 33, "nested deeper than 32 levels"),
+                                          ("[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
+                                          ('{"employees": [', "not valid JSON")])
+def test_a_body_nested_too_deep_or_not_json_is_400_before_the_route(body, reason):
+    client, reached = counting_edge()
+    refused = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert refused.status_code == 400 and reason in refused.json()["error"] and reached == []
+    assert client.post("/predict", content="[" * 32 + "]" * 32).status_code == 200
+
+
+def test_a_server_error_in_plain_text_becomes_a_json_object_and_is_not_counted_as_invalid():
+    async def crash(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    client = TestClient(EdgeMiddleware(Starlette(routes=[Route("/models", crash)])))
+    answer = client.get("/models")
+    assert answer.status_code == 500 and answer.json() == {"error": "Internal Server Error", "detail": []}
+
+
+def test_a_blank_x_api_key_is_refused_even_beside_a_valid_bearer_key():
+    client = edge(keys=parse_keys(f"tool:{sha256_hex('k1')}:predict"))
+    assert client.get("/models", headers={"Authorization": "Bearer k1", "X-API-Key": " "}).status_code == 401
+    assert client.get("/models", headers={"Authorization": "Bearer k1"}).status_code == 200

@@ -1,0 +1,50 @@
+"""The OpenAPI document of the real service declares the answers it really gives."""
+from __future__ import annotations
+
+import pytest
+
+from api.openapi import ERROR_SCHEMA_NAME, error_statuses
+from service import AttritionService
+
+ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    from starlette.testclient import TestClient
+
+    with TestClient(AttritionService.to_asgi()) as client:  # the document as /docs.json serves it
+        return client.get("/docs.json").json()
+
+
+def operations(document: dict):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            yield method, path, operation
+
+
+def test_every_error_answer_is_the_one_error_body_and_none_is_undeclared_or_never_given(document):
+    for method, path, operation in operations(document):
+        codes = set(operation["responses"])
+        assert not codes & {"422", "500"}, (method, path)
+        for code in codes - {"200"}:
+            assert operation["responses"][code]["content"]["application/json"]["schema"] == ERROR_REF, (path, code)
+    assert {"HTTPValidationError", "InternalServerError"}.isdisjoint(document["components"]["schemas"])
+
+
+def test_each_route_declares_its_own_refusals(document):
+    declared = {(m, p): set(o["responses"]) for m, p, o in operations(document)}
+    assert declared[("post", "/predict_batch")] >= {"400", "401", "403", "404", "413", "415", "503"}
+    assert declared[("get", "/predictions")] == {"200", "400", "401", "403"}
+    assert declared[("get", "/livez")] == {"200"} and error_statuses("get", "/models", True) == (401,)
+
+
+def test_the_predict_answer_keeps_its_nullable_fields(document):
+    answer = document["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    name = answer["$ref"].rsplit("/", 1)[1]
+    requested = document["components"]["schemas"][name]["properties"]["requested_model"]
+    assert {"type": "null"} in requested["anyOf"]
+    request = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    employee_id = document["components"]["schemas"][request["$ref"].rsplit("/", 1)[1]]["properties"]["employee_id"]
+    integer = next(s for s in employee_id["anyOf"] if s.get("type") == "integer")
+    assert integer["minimum"] == 1 and integer["maximum"] == 2**63 - 1
