@@ -158,20 +158,30 @@ def _delete_from_database(connection: Connection, employee_id: int, received_unt
     return traces, reads, rows
 
 
-def _employee_of(line: str) -> int | None:
+def _employee_of(line: bytes | str) -> int | None:
+    """The employee id of a journal line, also of one a quarantine entry holds as text; None when it has none."""
     try:
         document = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return None  # an unreadable line is kept as it is, for whoever fixes it by hand
-    value = document.get("employee_id") if isinstance(document, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return None  # not JSON at all: kept as it is, for whoever fixes it by hand
+    if not isinstance(document, dict):
+        return None
+    value = document.get("employee_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    # A line that did not read as a trace (another version's, say) is quarantined wrapped with where it came
+    # from, its text kept as written: it is still theirs.
+    for nested in document.values():
+        if isinstance(nested, dict) and isinstance(nested.get("text"), str):
+            return _employee_of(nested["text"])
+    return None
 
 
 def _rewrite_without(path: Path, ids: frozenset[int]) -> Counter[int]:
     """Drop the lines of ``ids`` from a journal-format file (atomically replaced, or removed when empty)."""
     removed: Counter[int] = Counter()
-    kept: list[str] = []
-    with path.open("r", encoding="utf-8") as stream:
+    kept: list[bytes] = []
+    with path.open("rb") as stream:  # bytes: a line that is not UTF-8 is kept exactly as written
         for line in stream:
             employee_id = _employee_of(line)
             if employee_id in ids:
@@ -184,7 +194,7 @@ def _rewrite_without(path: Path, ids: frozenset[int]) -> Counter[int]:
         replacement = path.with_name(f".{path.name}.erasure.tmp")
         mode = stat.S_IMODE(path.stat().st_mode)
         descriptor = os.open(replacement, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        with os.fdopen(descriptor, "wb") as stream:
             stream.writelines(kept)
             stream.flush()
             os.fsync(stream.fileno())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,8 +62,14 @@ def test_erasure_removes_the_employee_everywhere_and_only_them_and_leaves_a_tomb
     dead.parent.mkdir(parents=True)
     dead_erased, dead_kept = traces_of(ERASED, 2, 30), [*traces_of(KEPT, 1, 40), *traces_of(None, 1, 50)]
     dead.write_text(journal_lines([dead_erased[0], *dead_kept, dead_erased[1]]) + "not a trace\n", encoding="utf-8")
+    # A quarantine file: a refused trace of each, and a line of another version (an unknown field) set aside as
+    # written, wrapped with where it came from.
     quarantine = state_dir / "journal" / "quarantine-journal-999992-gone.jsonl"
-    quarantine.write_text(journal_lines([*traces_of(ERASED, 1, 60), *traces_of(KEPT, 1, 70)]), encoding="utf-8")
+    newer = json.dumps({**traces_of(ERASED, 1, 90)[0].to_dict(), "field_of_a_newer_version": 1})
+    wrapped = json.dumps({"unreadable_journal_line": {"file": "journal-999992-gone.jsonl", "line": 3, "offset": 999,
+                                                      "text": newer + "\n"}})
+    quarantine.write_bytes(journal_lines([*traces_of(ERASED, 1, 60), *traces_of(KEPT, 1, 70)]).encode()
+                           + wrapped.encode() + b"\n" + b"\xff not utf-8\n")
     # A running service's journal: locked by its owner, it is not rewritten (the tombstone covers it).
     live = TraceJournal(state_dir / "journal")
     live_file = live.append(traces_of(ERASED, 1, 80))
@@ -82,14 +89,15 @@ def test_erasure_removes_the_employee_everywhere_and_only_them_and_leaves_a_tomb
         tombstones = connection.execute(sa.select(employee_erasures)).mappings().all()
     assert sorted(reads, key=str) == sorted([(KEPT, 2), (None, 7)], key=str)
     assert employee_ids_in(dead) == [KEPT, None] and dead.read_text().endswith("not a trace\n")
-    assert employee_ids_in(quarantine) == [KEPT]
+    first, *rest = quarantine.read_bytes().splitlines()
+    assert json.loads(first)["employee_id"] == KEPT and rest == [b"\xff not utf-8"]
     assert employee_ids_in(live_file) == [ERASED]
     [tombstone] = tombstones
     assert set(tombstone) == {"erasure_id", "employee_id", "erased_at", "erased_by"}
     assert tombstone["employee_id"] == ERASED and tombstone["erased_by"] == "dpo"
     assert abs(tombstone["erased_at"] - utcnow()) < timedelta(minutes=1)
     assert (f"employee {ERASED}: removed 3 trace(s), 1 employee row(s), 2 read-log row(s), 2 journal line(s), "
-            f"1 quarantine line(s); tombstone {tombstone['erasure_id']}") in printed
+            f"2 quarantine line(s); tombstone {tombstone['erasure_id']}") in printed
     assert "journals: 2 scanned, 1 rewritten; 1 locked by a running process" in printed
     assert "quarantine files: 1 scanned, 1 rewritten" in printed
 
