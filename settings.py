@@ -16,6 +16,22 @@ def _default_state_dir() -> Path:
     return Path.home() / ".local" / "share" / "futurisys"
 
 
+def _served_port() -> str:
+    """The port this BentoML server listens on: ``BENTOML_PORT``, the URL BentoML gives its workers, or 3000."""
+    import json
+    import os
+    from urllib.parse import urlsplit
+
+    if os.environ.get("BENTOML_PORT"):
+        return os.environ["BENTOML_PORT"]
+    try:  # every worker of `bentoml serve` gets {service name: its served URL}
+        urls = json.loads(os.environ.get("BENTOML_RUNNER_MAP", "{}"))
+        port = urlsplit(urls[SERVICE_NAME]).port
+    except (ValueError, KeyError, TypeError, AttributeError):
+        port = None
+    return str(port or 3000)
+
+
 class Settings(BaseSettings):
     """Configuration from environment variables (``FUTURISYS_*``, plus ``DATABASE_URL``)."""
 
@@ -90,6 +106,17 @@ class Settings(BaseSettings):
     writer_max_restarts: int = Field(
         default=5, ge=0, description="Crashed writer tasks restarted within a minute before the worker reports "
                                      "unready.")
+    # One journal per instance, bounded (persistence/journal.py).
+    instance_id: str | None = Field(
+        default=None, description="Names this instance's journal directory (state_dir/journal/<id>); unset: "
+                                  "<hostname>-<port>, the port from BENTOML_PORT or the served URL BentoML gives "
+                                  "its workers (BENTOML_RUNNER_MAP), else 3000, BentoML's default.")
+    journal_max_bytes: int = Field(
+        default=1 << 30, ge=1, description="Bytes of journal one worker process holds at most; past it (or on a "
+                                           "full disk) a request is refused with 503 and the worker turns unready.")
+    quarantine_max_bytes: int = Field(
+        default=64 << 20, ge=1, description="Bytes of quarantine files in a journal directory at most; past it a "
+                                            "replay keeps the journal instead of quarantining from it.")
     trace_retention_days: int | None = Field(
         default=None, ge=1, description="Traces older than this are deleted by `python -m persistence purge`; "
                                         "unset: every trace is kept (the EU AI Act asks for six months at least).")
@@ -118,8 +145,21 @@ class Settings(BaseSettings):
 
     @property
     def journal_dir(self) -> Path:
-        """Directory of the per-process trace journals."""
+        """Where the journal directories of every instance live (``state_dir/journal``)."""
         return self.state_dir / "journal"
+
+    @property
+    def instance_journal_dir(self) -> Path:
+        """This instance's directory of per-process trace journals: ``state_dir/journal/<instance id>``."""
+        return self.journal_dir / self.resolved_instance_id
+
+    @property
+    def resolved_instance_id(self) -> str:
+        """``instance_id``, or ``<hostname>-<port>`` of the BentoML server this process serves (file-name safe)."""
+        import re
+        import socket
+
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.instance_id or f"{socket.gethostname()}-{_served_port()}")
 
 
 settings = Settings()

@@ -4,6 +4,9 @@
 ``python -m persistence import-dataset DIR``   migrate, then import (or update) the employees of the extracts in DIR
 ``python -m persistence replay-quarantine FILE``  migrate, then insert the traces of a quarantine file (once the
                                                cause of their refusal is fixed); what is still refused stays in FILE
+``python -m persistence replay-journal DIR [--force-database]``  migrate, then replay the journals of a journal
+                                               directory whose processes are gone (a scaled-down pod's, say); only
+                                               into the database DIR is recorded for, unless --force-database
 ``python -m persistence erase --employee N ...``  migrate, then erase employees' data everywhere, leave tombstones
 ``python -m persistence purge [--older-than-days N]``  migrate, then delete traces older than the retention period
 
@@ -35,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     replaying = commands.add_parser("replay-quarantine",
                                     help="insert the traces of a quarantine file (quarantine-*.jsonl)")
     replaying.add_argument("file", type=Path, help="a quarantine file of the journal directory")
+    journal = commands.add_parser("replay-journal", help="replay the journals of a journal directory by hand")
+    journal.add_argument("directory", type=Path, help="an instance's journal directory (STATE_DIR/journal/<id>)")
+    journal.add_argument("--force-database", action="store_true",
+                         help="replay even if DIR is recorded for another database")
     from persistence.erasure import add_erase_command
     from persistence.retention import add_purge_command
 
@@ -59,6 +66,28 @@ def _replay_quarantine(url: str, shown: str, path: Path) -> int:
     print(f"{shown}: {inserted} trace(s) inserted from {path}; {kept} still refused"
           + (f", kept in {path}" if kept else ", file removed"), file=sys.stderr)
     return EXIT_STILL_REFUSED if kept else 0
+
+
+def _replay_journal(url: str, shown: str, directory: Path, force_database: bool) -> int:
+    from persistence.database import database_fingerprint, make_engine
+    from persistence.replay import DatabaseMismatch, replay_directory
+    from persistence.store import make_trace_store
+
+    if not directory.is_dir():
+        print(f"error: {directory}: no such directory", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(url)
+    try:
+        inserted, replayed, held = replay_directory(make_trace_store(engine), directory, database_fingerprint(url),
+                                                    force_database=force_database)
+    except DatabaseMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    print(f"{shown}: {inserted} trace(s) inserted from {len(replayed)} journal(s) of {directory}"
+          + (f"; {len(held)} journal(s) left to their live owner" if held else ""), file=sys.stderr)
+    return 0
 
 
 def _import_dataset(url: str, shown: str, directory: Path, quiet: bool) -> int:
@@ -98,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return _import_dataset(url, shown, arguments.directory, quiet=arguments.quiet)
         if arguments.command == "replay-quarantine":
             return _replay_quarantine(url, shown, arguments.file)
+        if arguments.command == "replay-journal":
+            return _replay_journal(url, shown, arguments.directory, arguments.force_database)
         if arguments.command == "erase":
             from persistence.erasure import run_erase
 

@@ -40,6 +40,34 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+def database_identity(url: str | URL) -> str:
+    """The database a URL names, without driver or credentials: ``postgresql://host:port/database``.
+
+    SQLite: ``sqlite:///<absolute path>`` (``sqlite://:memory:`` in memory).
+    Two URLs that reach the same database the same way have the same identity,
+    whoever connects and whatever the driver.
+    """
+    parsed = normalize_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if is_sqlite_memory(parsed):
+            return "sqlite://:memory:"
+        return f"sqlite:///{Path(parsed.database).expanduser().resolve()}"
+    port = parsed.port or (5432 if backend == "postgresql" else "")
+    return f"{backend}://{(parsed.host or 'localhost').lower()}:{port}/{parsed.database or ''}"
+
+
+def database_fingerprint(url: str | URL) -> str:
+    """A short stable name of the database ``url`` names (sha256 of :func:`database_identity`, 16 hex digits).
+
+    Recorded with every journal, so that a journal is only ever replayed into
+    the database it was written for.
+    """
+    import hashlib
+
+    return hashlib.sha256(database_identity(url).encode()).hexdigest()[:16]
+
+
 def is_sqlite_memory(url: URL) -> bool:
     """True for an in-memory SQLite database (one connection shared by every thread)."""
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")

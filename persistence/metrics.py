@@ -36,3 +36,12 @@ JOURNAL_MODE = Gauge("futurisys_trace_journal_mode",
                      multiprocess_mode="livesum")
 LAST_COMMIT = Gauge("futurisys_trace_last_commit_timestamp_seconds", "Unix time of the last group commit.",
                     multiprocess_mode="livemax")
+JOURNAL_BYTES = Gauge("futurisys_trace_journal_bytes",
+                      "Bytes of this process's journals, not yet replayed (bounded by FUTURISYS_JOURNAL_MAX_BYTES).",
+                      multiprocess_mode="livesum")
+JOURNAL_REFUSALS = Counter(
+    "futurisys_trace_journal_refusals", "Traces refused (503, no answer) because the journal took no more: "
+    "cap (FUTURISYS_JOURNAL_MAX_BYTES reached) or disk_full.", ["reason"])
+QUARANTINE_BYTES = Gauge("futurisys_trace_quarantine_bytes",
+                         "Bytes of the quarantine files of this instance's journal directory (an alarm when above 0; "
+                         "bounded by FUTURISYS_QUARANTINE_MAX_BYTES).", multiprocess_mode="livemax")

@@ -17,6 +17,7 @@ inserted) puts the writer back to committing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING
 from persistence import metrics
 from persistence.database import classify_failure, describe_failure, is_missing_table, ping
 from persistence.erasure import without_erased
-from persistence.journal import JOURNAL_GLOB, TraceJournal, journal_lines, open_private, read_journal
+from persistence.journal import (JOURNAL_GLOB, QuarantineFull, TraceJournal, claim_unlocked, journal_lines,
+                                 open_private, read_database_record, read_journal, unreadable_text)
 from persistence.store import TraceStore
 from persistence.traces import Trace
 
@@ -104,8 +106,9 @@ class JournalReplayer:
             inserted = 0
             # Rotate first: traces journaled from now on go to a new file, never to one being deleted.
             for path in self.journal.rotate():
-                inserted += self._replay_file(path)
-                self.journal.forget(path)
+                if (replayed := self._replay_kept_if_quarantine_full(path)) is not None:
+                    inserted += replayed
+                    self.journal.forget(path)
             # This process's journal went in: the database takes writes again (what other processes left may
             # take longer, and is not this writer's backlog).
             if probing:
@@ -113,32 +116,43 @@ class JournalReplayer:
             with self.journal.claim_orphans() as orphans:
                 for path in orphans:
                     log.info("replaying %s, left by a process that is gone", path.name)
-                    inserted += self._replay_file(path)
-                    self.journal.drop_orphan(path)
+                    if (replayed := self._replay_kept_if_quarantine_full(path)) is not None:
+                        inserted += replayed
+                        self.journal.drop_orphan(path)
             return inserted
+
+    def _replay_kept_if_quarantine_full(self, path: Path) -> int | None:
+        """:meth:`_replay_file`; None (the file is kept, for a later pass) when its quarantine has no room."""
+        try:
+            return self._replay_file(path)
+        except QuarantineFull as exc:
+            log.error("%s kept: %s", path.name, exc)
+            return None
 
     def _orphans_may_exist(self) -> bool:
         own = set(self.journal.own_files())
-        return any(path not in own for path in self.journal.directory.glob(JOURNAL_GLOB))
+        return any(path not in own for directory in self.journal.replayable_directories()
+                   for path in directory.glob(JOURNAL_GLOB))
 
     def _replay_file(self, path: Path) -> int:
         inserted = 0
         chunk: list[Trace] = []
-        unreadable: list[tuple[int, str]] = []
-        for trace in read_journal(path, on_unreadable=lambda number, line: unreadable.append((number, line))):
+        unreadable: list[tuple[int, int, bytes]] = []
+        for trace in read_journal(path, on_unreadable=lambda *line: unreadable.append(line)):
             chunk.append(trace)
             if len(chunk) >= self.chunk_rows:
                 inserted += self._insert_missing(path, chunk)
                 chunk = []
         if chunk:
             inserted += self._insert_missing(path, chunk)
-        # Set aside once the file went in: a pass that fails midway reads the file again, and must not
-        # quarantine the same line twice.
-        for number, line in unreadable:
-            kept = self.journal.quarantine_line(path, line)
-            self.stats.rejected += 1
-            log.error("%s:%d: a journal line that is not a valid trace; quarantined in %s", path.name, number,
-                      kept.name)
+        # Set aside once the file went in, in one fsynced append that skips lines an earlier attempt set
+        # aside (same file and offset): the file is deleted only once each line is stored or quarantined.
+        if unreadable:
+            kept = self.journal.quarantine_unreadable(path, unreadable)
+            self.stats.rejected += len(unreadable)
+            for number, offset, _line in unreadable:
+                log.error("%s:%d (byte %d): a journal line that is not a valid trace; quarantined in %s",
+                          path.name, number, offset, kept.name)
         if inserted:
             log.info("replayed %d journaled trace(s) from %s", inserted, path.name)
         return inserted
@@ -178,7 +192,20 @@ def replay_quarantine(store: TraceStore, path: Path, chunk_rows: int = 1000) -> 
     """
     kept_lines: list[str] = []
     traces: list[Trace] = []
-    for trace in read_journal(path, on_unreadable=lambda _number, line: kept_lines.append(line)):
+
+    def unreadable(_number: int, _offset: int, line: bytes) -> None:
+        # A journal line set aside with its file and offset: a trace now if it was fixed by hand (or reads
+        # with this version), else kept as it is.
+        text = unreadable_text(line)
+        if text is not None:
+            try:
+                traces.append(Trace.from_dict(json.loads(text)))
+                return
+            except (ValueError, TypeError):
+                pass
+        kept_lines.append(line.decode("utf-8", errors="replace"))
+
+    for trace in read_journal(path, on_unreadable=unreadable):
         traces.append(trace)
     traces = without_erased(store.engine, traces)  # as the journal replay does
     inserted = 0
@@ -206,3 +233,40 @@ def replay_quarantine(store: TraceStore, path: Path, chunk_rows: int = 1000) -> 
     else:
         path.unlink()
     return inserted, len(kept_lines)
+
+
+class DatabaseMismatch(ValueError):
+    """A journal directory recorded for another database than the one a replay would write to."""
+
+
+def replay_directory(store: TraceStore, directory: Path, fingerprint: str, *, force_database: bool = False,
+                     chunk_rows: int = 1000) -> tuple[int, list[Path], list[Path]]:
+    """Replay by hand the journals of ``directory`` whose process is gone; (inserted, replayed, left to owners).
+
+    Refuses (:class:`DatabaseMismatch`) a directory recorded for another
+    database than ``fingerprint``'s unless ``force_database``; a directory
+    with no record (an earlier version's) is replayed. Each file is deleted
+    once every line is stored or quarantined, exactly as the service's own
+    replay does; a journal whose owner is alive (locked) is left to it.
+    """
+    record = read_database_record(directory)
+    if record is not None and record["fingerprint"] != fingerprint and not force_database:
+        raise DatabaseMismatch(f"{directory} holds journals of database {record.get('database') or '?'} "
+                               f"(fingerprint {record['fingerprint']}), not of this one ({fingerprint}): "
+                               "point DATABASE_URL at it, or pass --force-database")
+    from persistence.writer import WriterStats
+
+    journal = TraceJournal(directory)
+    replayer = JournalReplayer(store, journal, WriterStats(), chunk_rows=chunk_rows, interval_s=1.0)
+    inserted, replayed, held = 0, [], []
+    locks: list = []
+    try:
+        for path in claim_unlocked(directory, set(), locks):
+            inserted += replayer._replay_file(path)
+            journal.drop_orphan(path)
+            replayed.append(path)
+    finally:
+        for lock in locks:
+            lock.release()
+    held = sorted(set(directory.glob(JOURNAL_GLOB)) - set(replayed))
+    return inserted, replayed, held

@@ -19,6 +19,12 @@ only request ids not stored yet. A database that refuses every write
 (read-only, no privilege, no table...) is unavailable, not a reason to
 reject a trace (:func:`persistence.database.classify_failure`).
 
+The journal is bounded (``settings.journal_max_bytes``): past it, or on a
+full disk, a call that must be journaled fails (its request answers 503,
+nothing is answered untraced) and the writer reports itself not accepting
+traces (``/readyz`` unready) until an append goes through again or the
+database takes writes again.
+
 The flusher task is supervised: a task that dies is restarted (and
 counted), the group it held is journaled; past ``max_restarts`` a minute the
 writer reports itself unhealthy and refuses traces instead of hanging them.
@@ -39,8 +45,9 @@ from sqlalchemy.engine import URL, Engine
 
 from persistence import metrics
 from persistence.columns import utcnow
-from persistence.database import classify_failure, describe_failure, is_missing_table, make_engine
-from persistence.journal import TraceJournal, orphan_journals, quarantined_rows
+from persistence.database import (classify_failure, database_fingerprint, database_identity, describe_failure,
+                                  is_missing_table, make_engine)
+from persistence.journal import JournalFull, TraceJournal, orphan_journals, quarantine_bytes, quarantined_rows
 from persistence.replay import JournalReplayer
 from persistence.store import make_trace_store
 from persistence.traces import Trace
@@ -84,8 +91,11 @@ class WriterHealth:
     healthy: bool  # the flusher runs: traces are committed or journaled
     database_reachable: bool
     journal_backlog: int  # this process's journaled traces not yet replayed
+    journal_bytes: int  # ... their size, bounded by journal_max_bytes
+    journal_full: bool  # the last append was refused (cap or full disk): requests needing the journal get 503
     orphaned_journals: int  # journal files of processes that are gone, waiting for a replay
     quarantined: int  # traces set aside in quarantine files (an alarm: see `python -m persistence`)
+    quarantine_bytes: int
     last_commit_at: datetime | None
     restarts: int
 
@@ -102,7 +112,8 @@ class TraceWriter:
     def __init__(self, database_url: str | URL | Engine | None = None, *, journal_dir: Path | None = None,
                  max_rows: int | None = None, queue_size: int | None = None,
                  replay_interval_s: float | None = None, commit_deadline_ms: int | None = None,
-                 migrate: bool = False, max_restarts: int | None = None) -> None:
+                 migrate: bool = False, max_restarts: int | None = None,
+                 journal_max_bytes: int | None = None) -> None:
         """Prepare a writer for ``database_url``; every other knob defaults to ``settings``.
 
         With ``migrate``, the writer brings the schema to head itself, at
@@ -122,7 +133,12 @@ class TraceWriter:
         self.store = make_trace_store(self.engine, commit_deadline_ms or settings.commit_deadline_ms)
         # PostgreSQL's store commits from the event loop; the others run in a worker thread.
         self._insert_async = getattr(self.store, "insert_async", None)
-        self.journal = TraceJournal(journal_dir or settings.journal_dir)
+        # The journal directory is recorded for this database: only this database ever replays it.
+        self.journal = TraceJournal(
+            journal_dir or settings.instance_journal_dir, fingerprint=database_fingerprint(self.engine.url),
+            database=database_identity(self.engine.url), instance=settings.resolved_instance_id,
+            max_bytes=journal_max_bytes or settings.journal_max_bytes,
+            quarantine_max_bytes=settings.quarantine_max_bytes)
         self.max_rows = max_rows or settings.writer_max_rows
         self.queue_size = queue_size or settings.writer_queue_size
         self.replay_interval_s = replay_interval_s or settings.replay_interval_s
@@ -138,6 +154,7 @@ class TraceWriter:
         self._admitting = 0  # record() calls between their start and their place in the queue
         self._closing = False
         self._failed = False
+        self._journal_full = False  # the last append was refused for want of room
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._replayer: asyncio.Task[None] | None = None
@@ -162,6 +179,11 @@ class TraceWriter:
     def healthy(self) -> bool:
         """True while the writer runs and its flusher task is alive (traces are committed or journaled)."""
         return self.running and not self._failed and not self._flusher.done()
+
+    @property
+    def accepting(self) -> bool:
+        """True while :meth:`healthy` and the journal has room (a full journal refuses what it would take)."""
+        return self.healthy and not self._journal_full
 
     async def start(self) -> None:
         """Start the flusher and the journal replay (the first replay, a probe, runs at once) in the running loop.
@@ -251,8 +273,10 @@ class TraceWriter:
             state = "committing" if self._available else "journaling"
         return WriterHealth(
             state=state, healthy=self.healthy, database_reachable=self._available or self.replayer.database_answers,
-            journal_backlog=self.journal.backlog_rows, orphaned_journals=len(orphan_journals(self.journal)),
-            quarantined=quarantined_rows(self.journal.directory), last_commit_at=self.last_commit_at,
+            journal_backlog=self.journal.backlog_rows, journal_bytes=self.journal.backlog_bytes,
+            journal_full=self._journal_full, orphaned_journals=len(orphan_journals(self.journal)),
+            quarantined=quarantined_rows(self.journal.directory),
+            quarantine_bytes=quarantine_bytes(self.journal.directory), last_commit_at=self.last_commit_at,
             restarts=self.stats.restarts)
 
     async def stop(self) -> None:
@@ -483,6 +507,7 @@ class TraceWriter:
         if not self._available:
             log.info("trace database takes writes again: committing")
         self._available = True
+        self._journal_full = False
         metrics.JOURNAL_MODE.set(0)
 
     def _schema_lost(self) -> None:
@@ -501,6 +526,7 @@ class TraceWriter:
     def _count_committed(self, traces: list[Trace]) -> None:
         self.stats.transactions += 1
         self.stats.committed += len(traces)
+        self._journal_full = False
         metrics.COMMITTED.inc(len(traces))
         self.last_commit_at = utcnow()
         metrics.LAST_COMMIT.set(self.last_commit_at.timestamp())
@@ -509,6 +535,14 @@ class TraceWriter:
         """Runs in a worker thread: append the calls' traces to the journal, fsynced."""
         try:
             self.journal.append(traces)
+        except JournalFull as exc:
+            if len(calls) > 1 and exc.reason == "cap":
+                # The cap may still hold some of the group's calls: those that fit are answered.
+                return [self._journal([call], call.traces)[0] for call in calls]
+            self._journal_full = True
+            metrics.WRITE_FAILURES.labels("journal").inc()
+            log.error("trace database unavailable and journal full (%s): refusing the request(s)", exc)
+            return [TraceWriteError(f"trace database unavailable and {exc}")] * len(calls)
         except Exception as exc:
             if len(calls) > 1 and not isinstance(exc, OSError):
                 # A trace that cannot be serialised (say, a numpy value in its inputs) fails its own call only.
@@ -517,6 +551,7 @@ class TraceWriter:
             log.error("trace database unavailable and journal not writable: %s", exc)
             return [TraceWriteError(f"trace database unavailable and journal not writable: {exc}")] * len(calls)
         self.stats.journaled += len(traces)
+        self._journal_full = False
         metrics.JOURNALED.inc(len(traces))
         return ["journaled"] * len(calls)
 

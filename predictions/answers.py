@@ -136,9 +136,14 @@ class WriterDetail(BaseModel):
     healthy: bool = Field(description="The writer's task runs: every trace is committed or journaled.")
     database_reachable: bool = Field(description="The database answered its last commit or probe.")
     journal_backlog: int = Field(description="Traces journaled by this worker, not yet replayed.")
+    journal_bytes: int = Field(description="Bytes of this worker's journals (cap: FUTURISYS_JOURNAL_MAX_BYTES).")
+    journal_full: bool = Field(description="The journal refused its last append (cap or full disk): requests that "
+                                           "need it answer 503 and the worker is unready.")
     orphaned_journals: int = Field(description="Journal files of other processes waiting for a replay.")
     quarantined: int = Field(description="Traces in quarantine files: the database refused them for their content "
                                          "(an alarm; `python -m persistence replay-quarantine FILE`).")
+    quarantine_bytes: int = Field(description="Bytes of the quarantine files "
+                                              "(cap: FUTURISYS_QUARANTINE_MAX_BYTES).")
     last_commit_at: str | None = Field(description="ISO 8601 time of this worker's last group commit.")
     restarts: int = Field(description="Writer tasks that died and were restarted.")
 

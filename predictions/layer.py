@@ -84,8 +84,12 @@ class PredictionLayer:
 
     @property
     def ready(self) -> bool:
-        """True when the default model can serve and, with tracing on, the trace writer's task is alive."""
-        return self.catalogue.default.valid and (self.writer is None or self.writer.healthy)
+        """True when the default model can serve and, with tracing on, the trace writer takes traces.
+
+        A writer whose task died, or whose journal is full (cap or disk) while it
+        journals, makes the worker unready: it would only answer 503.
+        """
+        return self.catalogue.default.valid and (self.writer is None or self.writer.accepting)
 
     def health(self) -> Health:
         """The health detail: readiness, the default model, the trace writer's state (no database call)."""
