@@ -24,7 +24,7 @@ def documents() -> dict[str, dict[str, Any]]:
 def test_every_resource_is_valid_for_kubernetes_strictly(documents):
     assert set(documents) == {"Service/futurisys-attrition", "Service/futurisys-attrition-pods",
                               "StatefulSet/futurisys-attrition", "HorizontalPodAutoscaler/futurisys-attrition",
-                              "PodDisruptionBudget/futurisys-attrition"}
+                              "PodDisruptionBudget/futurisys-attrition", "CronJob/futurisys-attrition-retention"}
     for document in documents.values():
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
@@ -73,3 +73,14 @@ def test_the_service_autoscaler_and_disruption_budget_all_target_the_pods(docume
     target = documents["HorizontalPodAutoscaler/futurisys-attrition"]["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("StatefulSet", "futurisys-attrition")
     assert documents["StatefulSet/futurisys-attrition"]["spec"]["serviceName"] == "futurisys-attrition-pods"
+
+
+def test_the_retention_job_purges_with_the_service_image_and_database(documents):
+    job = documents["CronJob/futurisys-attrition-retention"]["spec"]
+    (purge,) = job["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert purge["command"] == ["python", "-m", "persistence", "purge"] and job["concurrencyPolicy"] == "Forbid"
+    assert purge["image"] == _container(documents)["image"]
+    env = {item["name"]: item for item in purge["env"]}
+    assert int(env["FUTURISYS_TRACE_RETENTION_DAYS"]["value"]) >= 183  # at least six months of logs
+    service_env = {item["name"]: item for item in _container(documents)["env"]}
+    assert env["DATABASE_URL"]["valueFrom"] == service_env["DATABASE_URL"]["valueFrom"]
