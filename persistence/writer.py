@@ -539,9 +539,11 @@ class TraceWriter:
             if len(calls) > 1 and exc.reason == "cap":
                 # The cap may still hold some of the group's calls: those that fit are answered.
                 return [self._journal([call], call.traces)[0] for call in calls]
+            if not self._journal_full:  # once per episode: every refused request is counted in the metrics
+                log.error("trace database unavailable and journal full (%s): refusing requests until it has room "
+                          "or the database is back", exc)
             self._journal_full = True
             metrics.WRITE_FAILURES.labels("journal").inc()
-            log.error("trace database unavailable and journal full (%s): refusing the request(s)", exc)
             return [TraceWriteError(f"trace database unavailable and {exc}")] * len(calls)
         except Exception as exc:
             if len(calls) > 1 and not isinstance(exc, OSError):
