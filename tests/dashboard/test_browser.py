@@ -2,20 +2,16 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 
 from settings import settings
-from tests.conftest import PROJECT_ROOT, need
+from tests.conftest import need
 from tests.dashboard.seed import AUDITED_REQUEST, seed_database
-from tests.service.server import free_port, stop_process_group
+from tests.service.server import free_port, serving
 
 PAGES = {"": "Service", "predictions": "Predictions", "models": "Models", "drift": "Drift"}
 """URL path (the default page is the root) and title of each page."""
@@ -34,30 +30,11 @@ def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     database = f"sqlite:///{folder / 'traces.db'}"
     seed_database(database, folder)
     port = free_port()
-    log_path = folder / "streamlit.log"
     command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "FUTURISYS_DASHBOARD_DATABASE_URL": database}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit not healthy after 30 s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            stop_process_group(process)
+    env = {"FUTURISYS_DASHBOARD_DATABASE_URL": database}
+    with serving(command, env, folder / "streamlit.log", port, "/_stcore/health", timeout_s=30) as url:
+        yield url
 
 
 def test_every_page_renders_without_exception_and_the_audit_reproduces(dashboard_url: str, tmp_path: Path) -> None:

@@ -24,11 +24,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def bentoml_serve(env: dict[str, str], log_path: Path, timeout_s: float = 90.0) -> Iterator[str]:
-    """Run ``bentoml serve`` with ``env`` added to the environment; yields its base URL once ready."""
-    port = free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", "service:AttritionService",
-               "--host", "127.0.0.1", "--port", str(port)]
+def serving(command: list[str], env: dict[str, str], log_path: Path, port: int, ready_path: str,
+            timeout_s: float) -> Iterator[str]:
+    """Run a server ``command`` (``env`` added to the environment) on ``port`` of 127.0.0.1.
+
+    Yields its base URL once ``ready_path`` answers 200; stops the server and its
+    workers on exit. Fails with the end of its log if it dies or is not ready in time.
+    """
+    name = " ".join(command[1:4])
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env},
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -37,19 +40,28 @@ def bentoml_serve(env: dict[str, str], log_path: Path, timeout_s: float = 90.0) 
             deadline = time.monotonic() + timeout_s
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(
-                        f"bentoml serve exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
                 try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    if httpx.get(f"{url}{ready_path}", timeout=2).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"bentoml serve not ready after {timeout_s}s:\n{log_path.read_text()[-4000:]}")
+                    raise RuntimeError(f"{name} not ready after {timeout_s}s:\n{log_path.read_text()[-4000:]}")
                 time.sleep(0.25)
             yield url
         finally:
             stop_process_group(process)
+
+
+@contextmanager
+def bentoml_serve(env: dict[str, str], log_path: Path, timeout_s: float = 90.0) -> Iterator[str]:
+    """Run ``bentoml serve`` with ``env`` added to the environment; yields its base URL once ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "bentoml", "serve", "service:AttritionService",
+               "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, env, log_path, port, "/readyz", timeout_s) as url:
+        yield url
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
