@@ -421,6 +421,26 @@ def together(*managers: AbstractContextManager[StalledService]) -> Iterator[list
                 manager.__exit__(None, None, None)
 
 
+def journal_unwritable_outage(service: StalledService, seconds: float) -> None:
+    """The database down while the journal cannot be written (its directory replaced by a file), then both back."""
+    journal = service.state_dir / "journal"
+    deadline = time.monotonic() + 30
+    # No journal file open (appends to an open file would still work): the next append must create one.
+    while httpx.get(f"{service.url}/health", timeout=10).json()["writer"]["journal_backlog"] and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    aside = service.state_dir / "journal-aside"
+    journal.rename(aside)
+    journal.write_text("a file where the journal directory should be: the journal cannot be written")
+    try:
+        service.cluster.stop()
+        time.sleep(seconds)
+    finally:
+        journal.unlink()
+        aside.rename(journal)
+        service.cluster.start()
+
+
 def journals_of(service: StalledService, pid: int) -> list[Path]:
     """The journal files a worker process wrote, wherever its instance directory is."""
     return sorted((service.state_dir / "journal").glob(f"*/journal-{pid}-*.jsonl"))
