@@ -207,6 +207,8 @@ class TraceWriter:
                 first.cancel()
                 log.warning("trace database not ready at start: serving, traces journaled until it is")
         metrics.JOURNAL_MODE.set(0 if self._available else 1)
+        # An alarm from the start: quarantine files left by earlier runs count too.
+        metrics.QUARANTINE_BYTES.set(quarantine_bytes(self.journal.directory))
 
     def _spawn_flusher(self) -> None:
         self._flusher = asyncio.create_task(self._flush_forever(), name="trace-writer-flusher")
