@@ -120,6 +120,10 @@ def test_corrupted_model_falls_back_to_the_default_visibly(client):
     ({"employee": {k: v for k, v in EXAMPLE_EMPLOYEE.items() if k != "poste"}}, "employee.poste"),
     ({"employee": {**EXAMPLE_EMPLOYEE, "revenu_mensuel": "4200"}}, "employee.revenu_mensuel"),
     ({}, "employee"),
+    ({"employee": {**EXAMPLE_EMPLOYEE, "age": 35.5}}, "employee.age"),
+    ({"employee_id": True}, "employee_id"),
+    ({"employee_id": "12"}, "employee_id"),
+    ({"employee_id": 2**63}, "employee_id"),
 ])
 def test_invalid_input_is_a_400_object_naming_the_field(client, body, field):
     response = client.post("/predict", json=body)
@@ -127,6 +131,16 @@ def test_invalid_input_is_a_400_object_naming_the_field(client, body, field):
     payload = response.json()
     assert isinstance(payload, dict) and field in payload["error"]
     assert field in [d["field"] for d in payload["detail"]]
+
+
+def test_an_integral_float_is_scored_and_traced_as_the_integer(client):
+    as_floats = {**EXAMPLE_EMPLOYEE, "age": float(EXAMPLE_EMPLOYEE["age"]), "revenu_mensuel": 4200.0}
+    answer = client.post("/predict", json={"employee": as_floats})
+    assert answer.status_code == 200
+    reference = client.post("/predict", json={"employee": EXAMPLE_EMPLOYEE}).json()
+    assert answer.json()["probability"] == reference["probability"]
+    stored = client.get(f"/predictions/{answer.json()['request_id']}").json()["inputs"]
+    assert stored == EXAMPLE_EMPLOYEE and type(stored["age"]) is int
 
 
 def test_malformed_json_and_wrong_content_type_are_4xx_objects(client):
