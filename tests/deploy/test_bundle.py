@@ -207,7 +207,7 @@ KNOWN_URL_PASSWORDS = {
     "README.md": {b"..."},  # an elided password in an example
     "tests/persistence/test_migrations.py": {b"p"},  # URL normalisation examples
     # The scanner's own tests: a planted fake secret and f-strings of random passwords.
-    "tests/test_deploy_bundle.py": {b"s3cr3t-value", b"{password}", b"{secrets.token_urlsafe(12)}"},
+    "tests/deploy/test_bundle.py": {b"s3cr3t-value", b"{password}", b"{secrets.token_urlsafe(12)}"},
 }
 """Passwords in URLs of tracked files that are not secrets, by file."""
 
