@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import sys
+from itertools import compress, repeat
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 import orjson
@@ -44,6 +45,7 @@ TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/pre
 
 MAX_JSON_DEPTH = 32
 """Nesting levels a JSON body may have (a request to /predict_batch has 3)."""
+CONTAINERS = (dict, list)
 BATCH_PATH = "/predict_batch"
 """The route whose ``employees`` list the batch cap bounds."""
 
@@ -83,21 +85,27 @@ def _normalise_error(body: bytes) -> bytes | None:
     return None
 
 
-def exceeds_depth(document: Any, limit: int) -> bool:
+def exceeds_depth(document: Any, limit: int, containers: int | None = None) -> bool:
     """True when ``document`` (parsed JSON) nests containers deeper than ``limit`` levels.
 
     Level by level, without recursion; scalars are looked at once and never descended into.
+    ``containers``, an upper bound of the containers in the document (the
+    brackets of its text), ends the walk as soon as that many have been seen:
+    none is left deeper, so a batch's rows need not be scanned value by value.
     """
     level = [document] if isinstance(document, (dict, list)) else []
-    depth = 0
+    seen, depth = len(level), 0
     while level:
         depth += 1
         if depth > limit:
             return True
+        if containers is not None and seen >= containers:
+            return False
         below: list[Any] = []
         for container in level:
-            values = container.values() if isinstance(container, dict) else container
-            below.extend(value for value in values if isinstance(value, (dict, list)))
+            values = container.values() if type(container) is dict else container
+            below.extend(compress(values, map(isinstance, values, repeat(CONTAINERS))))
+        seen += len(below)
         level = below
     return False
 
@@ -119,7 +127,7 @@ def check_document(path: str, body: bytes, max_batch_rows: int | None,
         # orjson refuses past 1024 levels itself; below that, the depth is counted here.
         reason = f"nested deeper than {max_depth} levels" if "depth" in str(exc) else "not valid JSON"
         return InvalidRequest(f"invalid request: body: {reason}", [problem("body", reason)])
-    if exceeds_depth(document, max_depth):
+    if exceeds_depth(document, max_depth, containers=body.count(b"{") + body.count(b"[")):
         reason = f"nested deeper than {max_depth} levels"
         return InvalidRequest(f"invalid request: body: {reason}", [problem("body", reason)])
     if path == BATCH_PATH and max_batch_rows is not None and isinstance(document, dict):

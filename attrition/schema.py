@@ -167,7 +167,7 @@ class Employee(BaseModel):
     @classmethod
     def _integral_numbers(cls, data: Any) -> Any:
         """Take integral floats as integers (one pass over the row, cheaper than a validator per field)."""
-        if isinstance(data, dict) and any(type(value) is float for value in data.values()):
+        if isinstance(data, dict) and float in map(type, data.values()):
             return {name: integral(value) if name in _INTEGER_FIELDS else value for name, value in data.items()}
         return data
 

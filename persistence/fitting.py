@@ -110,3 +110,55 @@ def _nullable(check: Check) -> Check:
         if value is not None:
             check(name, value)
     return nullable
+
+
+class RowCheck:
+    """Every column check of a row in one pass: a quick test per value, the full check only where it fails.
+
+    The quick tests (exact type, length or range, no NUL) accept only values
+    the full checks accept too; anything else (a JSON document, an int in a
+    float column, a faulty value) goes through :func:`column_check`, which
+    passes it or raises naming the field and the rule. A trace is checked on
+    the answer's path, once per row of every batch: this keeps it to a few
+    microseconds.
+    """
+
+    def __init__(self, fields: Sequence[dataclasses.Field[Any]]) -> None:
+        self._full = dict(column_checks(fields))
+        self._quick: list[tuple[str, type, float, bool]] = []
+        for f in fields:
+            if f.name not in self._full:
+                continue
+            sql_type = f.metadata["sql_type"]
+            kind = sql_type if isinstance(sql_type, type) else type(sql_type)
+            quick: tuple[type, float] = (dict, 0)  # no quick test: the full check decides
+            if issubclass(kind, sa.Boolean):
+                quick = (bool, 0)
+            elif issubclass(kind, sa.Integer):
+                quick = (int, next(bound for integer, bound in INTEGER_RANGES if issubclass(kind, integer)))
+            elif issubclass(kind, sa.Float):
+                quick = (float, 0)
+            elif issubclass(kind, sa.String) and not issubclass(kind, sa.JSON):
+                quick = (str, getattr(sql_type, "length", None) or math.inf)
+            self._quick.append((f.name, *quick, f.default is None))
+
+    def __call__(self, row: Any) -> None:
+        """Raise :class:`ValueError` naming the first field of ``row`` (an object) that does not fit its column."""
+        for name, kind, limit, nullable in self._quick:
+            value = getattr(row, name)
+            if value is None:
+                if nullable:
+                    continue
+            elif type(value) is kind:
+                if kind is str:
+                    if len(value) <= limit and "\x00" not in value:
+                        continue
+                elif kind is int:
+                    if -limit <= value < limit:
+                        continue
+                elif kind is float:
+                    if math.isfinite(value):
+                        continue
+                elif kind is bool:
+                    continue
+            self._full[name](name, value)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from persistence.columns import JSONDocument, UTCDateTime, utcnow
-from persistence.fitting import column_checks
+from persistence.fitting import RowCheck
 
 ENDPOINTS = ("predict", "predict_batch")
 STATUSES = ("ok", "error")
@@ -81,8 +81,7 @@ class Trace:
                 raise ValueError(f"{name} must be timezone-aware")
         # Every value fits its column (length, range, type): the database may then refuse a trace only as
         # a whole-database failure, journaled, never for its content (see persistence.database).
-        for name, check in _COLUMN_CHECKS:
-            check(name, getattr(self, name))
+        _FITS_COLUMNS(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field (timestamps as ISO 8601 strings)."""
@@ -109,7 +108,7 @@ TRACE_FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Trace)
 TRACE_COLUMNS: tuple[str, ...] = tuple(f.name for f in TRACE_FIELDS)
 """The columns of ``prediction_traces``, in table order (also the order the trace writer copies them)."""
 _DATETIME_FIELDS = tuple(f.name for f in TRACE_FIELDS if f.metadata["sql_type"] is UTCDateTime)
-_COLUMN_CHECKS = column_checks(TRACE_FIELDS)
+_FITS_COLUMNS = RowCheck(TRACE_FIELDS)
 
 
 def trace_columns() -> list[sa.Column[Any]]:
