@@ -19,7 +19,7 @@ from attrition.extracts import ExtractError, load_employees
 from attrition.schema import (EMPLOYEE_ID, FEATURE_NAMES, FEATURES, NEGATIVE_LABEL, POSITIVE_LABEL, SONDAGE_FILE,
                               TARGET, Employee)
 from persistence.columns import utcnow
-from persistence.schema import employees
+from persistence.schema import employee_erasures, employees
 
 if TYPE_CHECKING:  # the service imports this module for lookups; pandas only matters to the import
     import pandas as pd
@@ -88,10 +88,20 @@ def import_employees(engine: Engine, directory: str | Path, progress: TextIO | N
     the same rows. Every row is validated before anything is written, so a
     malformed extract (:class:`ExtractError`, naming the file) leaves the
     table untouched. ``progress`` (stderr by default, None for silence)
-    shows a textual progress bar.
+    shows a textual progress bar. An employee erased before
+    (``python -m persistence erase``, a tombstone in ``employee_erasures``)
+    is not imported again, even when the extracts still hold them: the
+    count returned leaves them out, and the progress says how many were skipped.
     """
     directory = Path(directory)
     rows = employee_rows(load_employees(directory), directory)
+    with engine.connect() as connection:
+        erased = set(connection.execute(sa.select(employee_erasures.c.employee_id).distinct()).scalars())
+    if erased:
+        kept = [row for row in rows if row[EMPLOYEE_ID] not in erased]
+        if progress is not None:
+            progress.write(f"skipping {len(rows) - len(kept)} erased employee(s) the extracts still hold\n")
+        rows = kept
     imported_at = utcnow()
     statement = _upsert(engine)
     done = 0

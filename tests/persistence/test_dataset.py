@@ -5,15 +5,20 @@ import io
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from attrition.extracts import ExtractError, load_employees
 from attrition.schema import FEATURE_NAMES
 from attrition.synthetic import synthetic_employees
+from persistence.columns import utcnow
 from persistence.dataset import count_employees, get_employee, import_employees
+from persistence.schema import employee_erasures
+from persistence.schema import employees as employees_table
 from tests.conftest import PROJECT_ROOT
 from tests.persistence.factories import write_extracts
 
@@ -53,6 +58,20 @@ def test_reimport_updates_rows_without_adding_any(migrated_engine: Engine, tmp_p
     import_employees(migrated_engine, write_extracts(tmp_path / "v2", corrected), progress=None)
     assert count_employees(migrated_engine) == 20
     assert get_employee(migrated_engine, 1)["distance_domicile_travail"] == 28
+
+
+def test_an_erased_employee_is_not_imported_again(migrated_engine: Engine, tmp_path: Path) -> None:
+    employees = synthetic_employees(6, seed=5)
+    directory = write_extracts(tmp_path / "extracts", employees)
+    import_employees(migrated_engine, directory, progress=None)
+    with migrated_engine.begin() as connection:
+        connection.execute(sa.delete(employees_table).where(employees_table.c.id_employee == 3))
+        connection.execute(sa.insert(employee_erasures).values(
+            erasure_id=str(uuid.uuid4()), employee_id=3, erased_at=utcnow(), erased_by="dpo"))
+    progress = io.StringIO()
+    assert import_employees(migrated_engine, directory, progress=progress) == 5
+    assert get_employee(migrated_engine, 3) is None and get_employee(migrated_engine, 4) == employees[3]
+    assert count_employees(migrated_engine) == 5 and "skipping 1 erased employee" in progress.getvalue()
 
 
 def _drop_column(path: Path, column: str) -> None:
