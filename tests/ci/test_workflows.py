@@ -118,7 +118,7 @@ def test_build_smoke_tests_the_bundle_and_hands_it_to_deploy():
     assert "bentoml serve" in script and "deploy/smoke_test.py" in script
     uploaded = [s["with"]["name"] for s in jobs["build"]["steps"] if "upload-artifact" in s.get("uses", "")]
     downloaded = [s["with"]["name"] for s in jobs["deploy"]["steps"] if "download-artifact" in s.get("uses", "")]
-    assert uploaded == downloaded == ["space-bundle"]
+    assert uploaded == downloaded == ["space-bundle", "dashboard-space-bundle"]
 
 
 def test_deploy_runs_only_for_pushes_to_main_with_the_token_from_secrets():
@@ -126,9 +126,13 @@ def test_deploy_runs_only_for_pushes_to_main_with_the_token_from_secrets():
     condition = deploy["if"].replace('"', "'")
     assert "github.ref == 'refs/heads/main'" in condition and "github.event_name == 'push'" in condition
     assert "||" not in condition
-    step = next(s for s in deploy["steps"] if "deploy/deploy_space.py" in s.get("run", ""))
-    assert step["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
-    assert step["env"]["HF_SPACE_ID"] == "${{ vars.HF_SPACE_ID }}"
+    service, dashboard = [s for s in deploy["steps"] if "deploy/deploy_space.py" in s.get("run", "")]
+    assert service["env"]["HF_TOKEN"] == dashboard["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
+    assert service["env"]["HF_SPACE_ID"] == "${{ vars.HF_SPACE_ID }}"
+    assert "--bundle build/space" in service["run"] and "--bundle build/dashboard-space" in dashboard["run"]
+    # The dashboard's Space is optional: deployed only where its variable is set.
+    assert dashboard["env"]["HF_SPACE_ID"] == "${{ vars.HF_DASHBOARD_SPACE_ID }}"
+    assert "vars.HF_DASHBOARD_SPACE_ID != ''" in dashboard["if"]
 
 
 def test_only_the_deploy_job_sees_secrets():
