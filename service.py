@@ -20,8 +20,8 @@ from api import errors
 from api.keys import document_keys, key_id_of
 from api.middleware import EdgeMiddleware
 from api.openapi import document_answers
-from api.parameters import EmployeeTag, ModelReference, Offset, PeriodBound, RequestId, StoredId
-from attrition.schema import EXAMPLE_EMPLOYEE, Employee
+from api.parameters import ModelReference, Offset, PeriodBound, RequestId, StoredId
+from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.queries import MAX_PAGE_SIZE
 from predictions.answers import (Health, Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage,
                                  TraceRecord)
@@ -70,7 +70,7 @@ class AttritionService:
         employee: Annotated[Employee | None, Field(
             description="The 30 employee fields. Omit it to score a stored employee by employee_id.",
             examples=[EXAMPLE_EMPLOYEE])] = None,
-        employee_id: Annotated[EmployeeTag | None, Field(
+        employee_id: Annotated[EmployeeId | None, Field(
             description="A stored employee to score, or a tag for the trace of inline fields.")] = None,
         model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias (champion); default model when omitted.",

@@ -12,9 +12,9 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, Strict
+from pydantic import AfterValidator, BeforeValidator, Field
 
-from attrition.schema import MAX_ID, integral
+from attrition.schema import MAX_ID
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 """The earliest time a period may name."""
@@ -63,11 +63,6 @@ PeriodBound = Annotated[datetime, BeforeValidator(iso_8601), AfterValidator(with
 
 StoredId = Annotated[int, Field(ge=1, le=MAX_ID)]
 """A stored id (an employee) in a query: 1 to 2^63 - 1, written as an integer (``12``, or ``12.0``)."""
-
-EmployeeTag = Annotated[int, Strict(), Field(ge=1, le=MAX_ID), BeforeValidator(integral)]
-"""An employee id in a JSON body: 1 to 2^63 - 1; an integral float is taken as the integer, never a boolean or
-a string. (As :data:`attrition.schema.EmployeeId`, with the bounds before the validator, so the OpenAPI
-document states them as ``minimum``/``maximum``.)"""
 
 Offset = Annotated[int, Field(ge=0, le=MAX_ID)]
 """A count of rows to skip: 0 to 2^63 - 1."""

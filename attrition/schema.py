@@ -61,8 +61,11 @@ def integral(value: Any) -> Any:
     return value
 
 
-EmployeeId = Annotated[int, BeforeValidator(integral), Strict(), Field(ge=1, le=MAX_ID)]
-"""An employee id: a positive integer (an integral float is taken as the integer), never a boolean or a string."""
+EmployeeId = Annotated[int, Strict(), Field(ge=1, le=MAX_ID), BeforeValidator(integral)]
+"""An employee id: a positive integer (an integral float is taken as the integer), never a boolean or a string.
+
+The validator stands last, so it runs first and the bounds stay visible to the OpenAPI document
+(``minimum``/``maximum``)."""
 
 
 def _count(low: int, high: int, description: str, source: str) -> Any:

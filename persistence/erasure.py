@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection, Engine
 
+from attrition.schema import MAX_ID
 from persistence.columns import utcnow
 from persistence.database import is_missing_table
 from persistence.journal import JOURNAL_GLOB, QUARANTINE_GLOB, QUARANTINE_PREFIX
@@ -52,7 +53,6 @@ from persistence.traces import Trace
 
 log = logging.getLogger(__name__)
 
-MAX_EMPLOYEE_ID = 2 ** 63 - 1
 ERASED_BY_LENGTH = 200
 DEFAULT_SETTLE_S = 5.0
 """How long the erasure waits before its second sweep of the traces (see :func:`erase_employees`)."""
@@ -326,8 +326,8 @@ def _ids_of(arguments: argparse.Namespace) -> list[int]:
                 raise ValueError(f"{arguments.employees_file}:{number}: not an employee id (digits only)")
             ids.append(int(entry))
     for employee_id in ids:
-        if not 0 <= employee_id <= MAX_EMPLOYEE_ID:
-            raise ValueError(f"employee ids go from 0 to {MAX_EMPLOYEE_ID}")
+        if not 0 <= employee_id <= MAX_ID:
+            raise ValueError(f"employee ids go from 0 to {MAX_ID}")
     if not ids:
         raise ValueError("no employee to erase: give --employee N or --employees-file FILE")
     return ids
