@@ -28,7 +28,7 @@ from persistence.writer import TraceWriteError, TraceWriter
 from settings import settings
 from tests.conftest import need
 from tests.persistence.factories import make_trace, make_traces, unreachable_postgres_url
-from tests.persistence.expectations import assert_stored_exactly, sample, stored_rows
+from tests.persistence.expectations import assert_stored_exactly, eventually, sample, stored_rows
 
 
 def journal_files(directory: Path) -> list[Path]:
@@ -131,10 +131,7 @@ def test_journal_of_a_dead_process_is_replayed_and_deleted(migrated_url: str, mi
         writer = TraceWriter(migrated_url, journal_dir=journal_dir, replay_interval_s=3600)
         await writer.start()  # a starting worker replays what dead ones left, without being asked
         try:
-            for _ in range(100):
-                if not orphan.exists():
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: not orphan.exists(), "the dead process's journal replayed and deleted")
             return writer.stats.replayed
         finally:
             await writer.stop()

@@ -13,7 +13,7 @@ from persistence.database import make_engine
 from persistence.migrate import upgrade
 from persistence.store import CopyTraceStore, ExecutemanyTraceStore
 from persistence.writer import TraceWriteError, TraceWriter
-from tests.persistence.expectations import assert_stored_exactly, sample
+from tests.persistence.expectations import assert_stored_exactly, eventually, sample
 from tests.persistence.factories import make_trace, make_traces
 
 
@@ -175,10 +175,10 @@ def test_a_killed_writer_connection_costs_one_journaled_group_then_reconnects(
             with admin.connect() as connection:
                 assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed}).scalar()
             second = await writer.record(traces[10:20])
-            for _ in range(100):  # until the replay found the database back
-                if writer.stats.replayed == 10:
-                    break
-                await asyncio.sleep(0.05)
+            # Until the replay found the database back: an event, not a fixed time (a slow machine takes longer).
+            # The replay thread counts the group before it tells the writer the database is back: wait for both.
+            await eventually(lambda: writer.stats.replayed == 10 and writer.health().state == "committing",
+                             "the journaled group replayed and the writer committing again")
             third = await writer.record(traces[20:])
             return [first, second, third], killed, writer.store.async_backend_pid
         finally:

@@ -3,10 +3,11 @@
 Two instances on different ports share one cluster and one state
 directory, each with its own database (``traces`` and ``staging``, as
 production and staging on one host): ``main`` with two workers, ``staging``
-with one and a journal cap low enough to reach in seconds. In turn: both
-under load through an outage; one worker of ``main`` killed with SIGKILL in
-the middle of an outage (its journal holds answered traces); the journal of
-``staging`` filling up; SIGTERM to ``main`` under load. Every scenario
+with one, both with the default journal cap. In turn: both under load
+through an outage; one worker of ``main`` killed with SIGKILL in the middle
+of an outage (its journal holds answered traces); the journal of a third
+instance, ``capped``, whose cap is low enough to reach in seconds, filling
+up; SIGTERM to ``main`` under load. Every scenario
 prints its figures and asserts that no 200 lost its trace and no request id
 was stored twice; ``python3 -m benchmarks.faults`` runs the long versions.
 """
@@ -29,7 +30,8 @@ pytestmark = [pytest.mark.serve, pytest.mark.pgcluster]
 DEADLINE_MS = 1000
 OUTAGE_S = 1.2
 STAGING = "staging"
-# Per worker: above what an outage of OUTAGE_S journals (up to 200 KB/s a worker here), reached in a few seconds.
+CAPPED = "capped"
+# Per worker, for the full-journal test alone: reached in a few seconds of outage under load.
 JOURNAL_MAX_BYTES = 600_000
 MARGIN_S = 0.5
 
@@ -43,22 +45,37 @@ def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def instances(tmp_path_factory: pytest.TempPathFactory):
-    """``main`` (two workers, database traces) and ``staging`` (one worker, a small journal cap), one state dir."""
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """One throw-away cluster for the module, its work directory and the state dir the instances share."""
     available, why = cluster_available()
     need("pgcluster", available, why)
     workdir = tmp_path_factory.mktemp("crashes")
     state_dir = workdir / "state"  # shared, as the default ~/.local/share/futurisys of one user is
-    with PostgresCluster() as cluster:
-        with connect(cluster) as admin:
-            admin.execute(f"CREATE DATABASE {TRACE_DATABASE}")
-            admin.execute(f"CREATE DATABASE {STAGING}")
-        with together(
-                serve_on(cluster, workdir, DEADLINE_MS, state_dir=state_dir, name="main",
-                         extra_env={"FUTURISYS_WORKERS": "2"}),
-                serve_on(cluster, workdir, DEADLINE_MS, database=STAGING, state_dir=state_dir, name=STAGING,
-                         extra_env={"FUTURISYS_JOURNAL_MAX_BYTES": str(JOURNAL_MAX_BYTES)})) as served:
-            yield served
+    with PostgresCluster() as started:
+        with connect(started) as admin:
+            for database in (TRACE_DATABASE, STAGING, CAPPED):
+                admin.execute(f"CREATE DATABASE {database}")
+        yield started, workdir, state_dir
+
+
+@pytest.fixture(scope="module")
+def instances(cluster):
+    """``main`` (two workers, database traces) and ``staging`` (one worker), one state dir, the default journal cap."""
+    postgres, workdir, state_dir = cluster
+    with together(
+            serve_on(postgres, workdir, DEADLINE_MS, state_dir=state_dir, name="main",
+                     extra_env={"FUTURISYS_WORKERS": "2"}),
+            serve_on(postgres, workdir, DEADLINE_MS, database=STAGING, state_dir=state_dir, name=STAGING)) as served:
+        yield served
+
+
+@pytest.fixture
+def capped(cluster, instances):
+    """A third instance whose journal cap an outage reaches in seconds, beside the two others, on the same state dir."""
+    postgres, workdir, state_dir = cluster
+    with serve_on(postgres, workdir, DEADLINE_MS, database=CAPPED, state_dir=state_dir, name=CAPPED,
+                  extra_env={"FUTURISYS_JOURNAL_MAX_BYTES": str(JOURNAL_MAX_BYTES)}) as served:
+        yield served
 
 
 def test_replicas_sharing_a_state_dir_trace_each_answer_once_in_their_own_database_through_an_outage(instances):
@@ -93,10 +110,9 @@ def test_a_worker_killed_mid_outage_loses_no_answered_trace_and_a_survivor_repla
         assert http.post("/predict", json={"employee": ROWS[0]}).status_code == 200
 
 
-def test_a_full_journal_refuses_with_503_turns_unready_shows_in_metrics_and_recovers(instances):
-    staging = instances[1]
+def test_a_full_journal_refuses_with_503_turns_unready_shows_in_metrics_and_recovers(capped):
     seen = Overflow()
-    result, answers = run_loaded(staging, "journal full (cap)", lambda load: fill_journal(staging, load, seen),
+    result, answers = run_loaded(capped, "journal full (cap)", lambda load: fill_journal(capped, load, seen),
                                  before_s=MARGIN_S, after_s=MARGIN_S)
     print(f"\n{result.line()}\n  {seen}")
     assert seen.first_refusal is not None, "the journal never filled up"
