@@ -14,18 +14,21 @@ from typing import Annotated
 
 import bentoml
 from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
 from pydantic import Field
 
 from api import errors
+from api.bodies import refuse_unknown_keys
 from api.keys import document_keys, key_id_of
 from api.middleware import EdgeMiddleware
-from api.openapi import document_answers
+from api.openapi import ServiceDocument, document_answers
 from api.parameters import ModelReference, Offset, PeriodBound, RequestId, StoredId
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.queries import MAX_PAGE_SIZE
 from predictions.answers import (Health, Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage,
                                  TraceRecord)
 from predictions.layer import PredictionLayer
+from api.traffic import label_traffic_by_route, route_templates
 from settings import SERVICE_NAME, settings
 from tuning import tune_worker, warm_up_worker
 
@@ -137,13 +140,23 @@ class AttritionService:
     # ---- docs ---------------------------------------------------------------------------------
 
     @http.get("/docs.json", include_in_schema=False)
-    def openapi_document(self) -> dict:
-        """BentoML's OpenAPI document of the service, with the API key schemes and the real error answers."""
-        spec = document_keys(AttritionService.openapi_spec.asdict(), settings.metrics_open)
-        return document_answers(spec, AttritionService.apis, settings.metrics_open)
+    def openapi_document(self) -> Response:
+        """The OpenAPI document of the service (built once per worker, see ``OPENAPI_DOCUMENT``)."""
+        return Response(OPENAPI_DOCUMENT.body(), media_type="application/json")
 
 
+def build_openapi_document() -> dict:
+    """BentoML's OpenAPI document of the service, with the API key schemes and the real error answers."""
+    spec = document_keys(AttritionService.openapi_spec.asdict(), settings.metrics_open)
+    return document_answers(spec, AttritionService.apis, settings.metrics_open)
+
+
+OPENAPI_DOCUMENT = ServiceDocument(build_openapi_document)
+"""``/docs.json``: nothing in it changes while the service runs."""
+
+refuse_unknown_keys(AttritionService)
 errors.install(AttritionService, http)
+label_traffic_by_route([*(api.route for api in AttritionService.apis.values()), *route_templates(http.routes)])
 AttritionService.add_asgi_middleware(EdgeMiddleware, keys=settings.api_key_entries, metrics_open=settings.metrics_open,
                                      recycle_every=settings.recycle_connections_every,
                                      max_batch_rows=settings.max_batch_rows)

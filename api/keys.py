@@ -202,8 +202,19 @@ def presented_key(headers: dict[str, str]) -> tuple[str | None, str | None]:
     return key, None if key else "no API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 
 
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+"""Headers a proxy adds to say who its client is (lower case). Their presence means the TCP peer is a proxy."""
+
+
 def is_loopback(client: Any) -> bool:
-    """Whether an ASGI ``scope["client"]`` is a loopback TCP peer (never from forwarded headers)."""
+    """Whether an ASGI ``scope["client"]`` address is a loopback one.
+
+    ``scope["client"]`` is the TCP peer only when no proxy header was trusted:
+    uvicorn's ``ProxyHeadersMiddleware`` (on under ``bentoml serve``) replaces
+    it with the address an ``X-Forwarded-For`` header names when the peer is
+    one of ``FORWARDED_ALLOW_IPS``. Decide on it together with
+    :func:`is_proxied`, never alone.
+    """
     if not client:
         return False
     try:
@@ -212,6 +223,16 @@ def is_loopback(client: Any) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return (mapped or address).is_loopback
+
+
+def is_proxied(headers: dict[str, str]) -> bool:
+    """Whether a request (its headers, lower-case names) came through a proxy that names its client.
+
+    A proxy on the same host is a loopback peer for every client it forwards,
+    and a trusted one rewrites ``scope["client"]`` from ``X-Forwarded-For``:
+    either way the address no longer says the client is on this machine.
+    """
+    return any(name in headers for name in PROXY_HEADERS)
 
 
 def key_id_of(scope: dict[str, Any]) -> str | None:

@@ -4,7 +4,10 @@
   (``Authorization: Bearer`` or ``X-API-Key``), 403 for a key without the route's scope;
   the probes and the docs stay open (exact paths). The verified key's id is left in
   ``scope["state"]`` for the endpoints to record. Without keys, trace reads and
-  outcomes answer loopback TCP peers only.
+  outcomes answer loopback clients only, and never a request that names a
+  forwarded client (``Forwarded``, ``X-Forwarded-For``, ``X-Real-IP``): a proxy
+  on this host is a loopback peer, and uvicorn rewrites the client address from
+  ``X-Forwarded-For`` for the peers of ``FORWARDED_ALLOW_IPS``.
 - Body size: 413 past ``max_body_bytes``.
 - Content type: a POST body must be JSON (415 otherwise; BentoML answers 5xx).
 - Bounded work: a POST body is parsed once here (orjson) before any route runs:
@@ -31,8 +34,8 @@ from prometheus_client import Counter
 
 from api.errors import (BodyTooLarge, Forbidden, MissingApiKey, RequestRejected, UnsupportedMediaType, error_answer,
                         invalid_request)
-from api.keys import (ANY_KEY, KEY_ID_STATE, LOOPBACK_ONLY_SCOPES, OPEN, ApiKey, KeyRing, is_loopback, presented_key,
-                      requirement)
+from api.keys import (ANY_KEY, KEY_ID_STATE, LOOPBACK_ONLY_SCOPES, OPEN, ApiKey, KeyRing, is_loopback, is_proxied,
+                      presented_key, requirement)
 from attrition.errors import BatchTooLarge, DomainError, InvalidRequest, problem
 
 log = logging.getLogger(__name__)
@@ -270,9 +273,10 @@ class EdgeMiddleware:
         if needed == OPEN:
             return None
         if not self.keys:
-            if needed in LOOPBACK_ONLY_SCOPES and not is_loopback(scope.get("client")):
+            if needed in LOOPBACK_ONLY_SCOPES and (is_proxied(headers) or not is_loopback(scope.get("client"))):
                 message = (f"a '{needed}' API key is needed: this service has no keys configured, and without keys "
-                           "it answers this route to loopback clients only")
+                           "it answers this route to loopback clients only, never through a proxy (a request with "
+                           "Forwarded, X-Forwarded-For or X-Real-IP)")
                 return MissingApiKey(message, [problem("Authorization", message, scope=needed)])
             return None
         presented, why = presented_key(headers)

@@ -7,11 +7,15 @@ rewrites the document BentoML renders: the request and answer schemas of
 the BentoML APIs come from their pydantic models, and each operation lists
 the error statuses it can answer, all with the one error body
 ``{"error", "detail"}``. The statuses are those of ``api/errors.py``'s
-table, per route.
+table, per route. The document depends on nothing that changes while the
+service runs: :class:`ServiceDocument` builds it once per process.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import threading
+from typing import Any, Callable, Mapping
+
+import orjson
 
 from api.keys import ANY_KEY, OPEN, requirement
 
@@ -99,3 +103,27 @@ def document_answers(spec: dict[str, Any], apis: Mapping[str, Any], metrics_open
                 responses[str(status)] = {"description": WHY[status], "content": error}
             operation["responses"] = responses
     return spec
+
+
+class ServiceDocument:
+    """The service's OpenAPI document, built on its first request and kept, rendered, for the process's life.
+
+    Building it walks every model's JSON schema (tens of milliseconds); the
+    docs page asks for it on each visit. ``builds`` counts the builds.
+    """
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        """A document that ``build`` makes, when first asked for."""
+        self.build = build
+        self.builds = 0
+        self._body: bytes | None = None
+        self._lock = threading.Lock()
+
+    def body(self) -> bytes:
+        """The document as JSON bytes (built on the first call; the same bytes after)."""
+        if self._body is None:
+            with self._lock:  # two first requests in threads of one worker build it once
+                if self._body is None:
+                    self._body = orjson.dumps(self.build())
+                    self.builds += 1
+        return self._body
