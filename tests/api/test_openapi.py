@@ -50,3 +50,26 @@ def test_the_predict_answer_keeps_its_nullable_fields(document):
     employee_id = document["components"]["schemas"][request["$ref"].rsplit("/", 1)[1]]["properties"]["employee_id"]
     integer = next(s for s in employee_id["anyOf"] if s.get("type") == "integer")
     assert integer["minimum"] == 1 and integer["maximum"] == 2**63 - 1
+
+
+def test_the_document_is_built_once_per_process_whatever_the_requests():
+    from _bentoml_sdk.service import get_current_service, set_current_service
+    from starlette.testclient import TestClient
+
+    from service import OPENAPI_DOCUMENT, http
+
+    try:
+        previous = get_current_service()
+    except Exception:  # BentoML raises while no service is instantiated
+        previous = None
+    # The route's `self` is the service instance BentoML sets in a worker; the document does not use it.
+    set_current_service(object.__new__(AttritionService.inner))
+    try:
+        with TestClient(http) as client:
+            answers = [client.get("/docs.json") for _ in range(5)]
+    finally:
+        set_current_service(previous)
+    assert {a.status_code for a in answers} == {200} and len({a.content for a in answers}) == 1
+    assert answers[0].headers["content-type"] == "application/json"
+    assert answers[0].json()["paths"]["/predict"]["post"]["security"]
+    assert OPENAPI_DOCUMENT.builds == 1  # however many requests, and whatever asked for it before in this process

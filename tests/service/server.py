@@ -25,8 +25,8 @@ def free_port() -> int:
 
 @contextmanager
 def serving(command: list[str], env: dict[str, str], log_path: Path, port: int, ready_path: str,
-            timeout_s: float) -> Iterator[str]:
-    """Run a server ``command`` (``env`` added to the environment) on ``port`` of 127.0.0.1.
+            timeout_s: float, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run a server ``command`` (``env`` added to the environment) reached on ``port`` of ``host``.
 
     Yields its base URL once ``ready_path`` answers 200; stops the server and its
     workers on exit. Fails with the end of its log if it dies or is not ready in time.
@@ -35,7 +35,7 @@ def serving(command: list[str], env: dict[str, str], log_path: Path, port: int, 
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env},
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         try:
             deadline = time.monotonic() + timeout_s
             while True:
@@ -55,12 +55,22 @@ def serving(command: list[str], env: dict[str, str], log_path: Path, port: int, 
 
 
 @contextmanager
-def bentoml_serve(env: dict[str, str], log_path: Path, timeout_s: float = 90.0) -> Iterator[str]:
-    """Run ``bentoml serve`` with ``env`` added to the environment; yields its base URL once ready."""
+def bentoml_serve(env: dict[str, str], log_path: Path, timeout_s: float = 90.0,
+                  namespace: tuple[str, str] | None = None) -> Iterator[str]:
+    """Run ``bentoml serve`` with ``env`` added to the environment; yields its base URL once ready.
+
+    ``namespace``: ``(name, address)`` of a network namespace to run it in
+    (``ip netns exec``), listening on all of that namespace's addresses and
+    reached on ``address``; by default it listens on 127.0.0.1 here.
+    """
     port = free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", "service:AttritionService",
-               "--host", "127.0.0.1", "--port", str(port)]
-    with serving(command, env, log_path, port, "/readyz", timeout_s) as url:
+    host, prefix = "127.0.0.1", []
+    if namespace is not None:
+        prefix = ["ip", "netns", "exec", namespace[0]]
+        host = namespace[1]
+    command = [*prefix, sys.executable, "-m", "bentoml", "serve", "service:AttritionService",
+               "--host", "0.0.0.0" if namespace else host, "--port", str(port)]
+    with serving(command, env, log_path, port, "/readyz", timeout_s, host=host) as url:
         yield url
 
 

@@ -1,6 +1,7 @@
 """Access control end to end: keys and scopes on every route of a real ``bentoml serve``, the caller in the
 trace, the read log, the docs' bearer scheme, the old key format refused at start, and the loopback-only
-default without keys (in process, through the ASGI scope's client address)."""
+default without keys (in process, through the ASGI scope's client address; ``test_forwarded.py`` runs it
+through a real server and a real non-loopback peer)."""
 from __future__ import annotations
 
 import hashlib
@@ -211,3 +212,6 @@ def test_without_keys_trace_reads_answer_loopback_peers_only(tmp_path, monkeypat
         assert client.get("/models").status_code == 200
         peer[0] = "::1"
         assert client.get("/predictions", params={"employee_id": 5150}).json()["total"] == 1
+        # A proxy on this host is a loopback peer for every client it forwards: a named client is refused.
+        for proxied in ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}, {"X-Real-IP": "::1"}):
+            assert client.get("/predictions", headers=proxied).status_code == 401, proxied
