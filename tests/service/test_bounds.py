@@ -1,9 +1,10 @@
 """Bounded work and clean logs, against a real ``bentoml serve`` on PostgreSQL (the stricter storage).
 
 Every parameter of every route at and past its bounds answers 400 JSON naming
-it (never 5xx, never a plain-text body); an over-cap batch is refused before
-its rows are validated; JSON nesting is bounded; integral floats are taken as
-integers. Then every error path is run with distinctive values, and the
+it (never 5xx, never a plain-text body), and so does a body key no parameter
+declares; an over-cap batch is refused before its rows are validated; JSON
+nesting is bounded; integral floats are taken as integers; ``/metrics`` keeps
+its series whatever paths are asked. Then every error path is run with distinctive values, and the
 server's log is searched for them: none may appear.
 """
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+import re
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -110,6 +113,8 @@ POST_CASES = [
     ("model of 201 characters", {"employee": EXAMPLE_EMPLOYEE, "model": "m" * 201}, 400, "model"),
     ("model with a NUL byte", {"employee": EXAMPLE_EMPLOYEE, "model": "champ\u0000ion"}, 400, "model"),
     ("model of 200 characters, unknown", {"employee": EXAMPLE_EMPLOYEE, "model": "m" * 200}, 404, "model"),
+    ("misspelt key beside the fields", {"employee": EXAMPLE_EMPLOYEE, "modle": "random_forest"}, 400, "modle"),
+    ("unknown key beside a stored id", {"employee_id": 1, "explain": "yes"}, 400, "explain"),
 ]
 
 
@@ -129,6 +134,17 @@ def test_an_integral_float_is_stored_as_an_integer(client):
     assert stored["employee_id"] == 12 and type(stored["employee_id"]) is int
     assert stored["inputs"]["age"] == 41 and type(stored["inputs"]["age"]) is int
     assert type(stored["inputs"]["revenu_mensuel"]) is int
+
+
+def test_batch_refuses_an_undeclared_key_by_name(client):
+    body = assert_refused(client.post("/predict_batch", json={"employees": [EXAMPLE_EMPLOYEE], "modle": "x"}), 400,
+                          "modle")
+    assert "modle" in body["error"] and [d["field"] for d in body["detail"]] == ["modle"]
+
+
+def test_the_document_shows_the_api_bodies_closed(client):
+    schemas = client.get("/docs.json").json()["components"]["schemas"]
+    assert [schemas[f"{api}_request"]["additionalProperties"] for api in ("predict", "predict_batch")] == [False] * 2
 
 
 def test_batch_model_past_its_bound_is_400(client):
@@ -175,6 +191,48 @@ def test_get_parameters_at_and_past_their_bounds(client, path, params, status, f
         assert answer.headers["content-type"].startswith("application/json")
     else:
         assert_refused(answer, status, field)
+
+
+def metric_series(text: str) -> set[str]:
+    """The series of a Prometheus text exposition (name and labels, without the value)."""
+    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def endpoint_and_status(series: str) -> tuple[str | None, str | None]:
+    """The ``endpoint`` and ``http_response_code`` labels of a series (None where it has none)."""
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', series.partition("{")[2]))
+    return labels.get("endpoint"), labels.get("http_response_code")
+
+
+BENTOML_REQUEST_METRICS = ("bentoml_service_request_total", "bentoml_service_request_duration_seconds_bucket",
+                           "bentoml_service_request_in_progress")
+"""BentoML's request metrics, labelled by endpoint (their names are pinned by tests/api/test_traffic.py)."""
+
+
+def test_metrics_keep_their_series_whatever_paths_and_trace_ids_are_asked(client):
+    known = client.post("/predict", json={"employee": EXAMPLE_EMPLOYEE}).json()["request_id"]
+    for path in ("/no-such-route", f"/predictions/{known}", "/predictions/no-such-trace", "/models/no-such-model"):
+        client.get(path)  # warm-up: every route and status the load below meets, once
+    before = metric_series(client.get("/metrics").text)
+    tokens = [uuid.uuid4().hex for _ in range(330)]
+    for token in tokens[:300]:
+        assert client.get(f"/{token}/{token[:8]}").status_code == 404
+    for token in tokens[300:]:
+        assert client.get(f"/predictions/{token}").status_code == 404
+    exposition = client.get("/metrics").text
+    after = metric_series(exposition)
+    new = after - before
+    old_pairs = {endpoint_and_status(s) for s in before}
+    new_pairs = {endpoint_and_status(s) for s in new} - old_pairs
+    per_pair = max(sum(1 for s in before if endpoint_and_status(s) == pair) for pair in old_pairs if pair[1])
+    print(f"/metrics: {len(before)} series after the warm-up, {len(after)} after 300 unknown paths and 30 trace "
+          f"ids; new (endpoint, status) pairs: {sorted(new_pairs, key=str)[:8]}")
+    assert [token for token in tokens if token[:8] in exposition] == []
+    assert all(pair[1] is not None for pair in new_pairs), new_pairs  # only a new status adds series
+    assert len(new) <= len(new_pairs) * per_pair, sorted(new)[:10]
+    endpoints = {endpoint_and_status(s)[0] for s in after if s.startswith(BENTOML_REQUEST_METRICS)}
+    assert {"/{other}", "/predictions/{request_id}", "/predict"} <= endpoints
+    assert all(e == "/{other}" or e.startswith("/") and "no-such" not in e for e in endpoints), endpoints
 
 
 MARKERS = {
