@@ -32,7 +32,8 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 WHY: dict[int, str] = {
-    400: "Invalid request: a body, path or query value outside its type or bounds, or JSON nested too deep.",
+    400: "Invalid request: a body, path or query value outside its type or bounds, a body key the route does not "
+         "declare, or JSON nested too deep.",
     401: "Missing or unknown API key.",
     403: "The API key lacks the scope this route needs.",
     404: "Unknown model, employee or request id.",
