@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import pathlib
+import re
 import shutil
 from pathlib import Path
 
@@ -240,3 +241,13 @@ def test_the_committed_manifest_pins_every_committed_version_with_its_cards_dige
     assert dict(pinned.digests) == committed
     assert all(sha256_of(MODELS_DIR / tag.replace(":", "/") / "model.joblib") == digest
                for tag, digest in committed.items())
+
+
+def test_only_the_trusted_loader_unpickles_anything_outside_the_tests():
+    # One function checks and loads: a second unpickling call site would bypass the manifest.
+    project = MODELS_DIR.parent
+    calls = re.compile(r"\b(joblib|pickle|cloudpickle|dill)\.(load|loads|Unpickler)\b\s*\(")
+    sites = sorted(str(path.relative_to(project)) for path in project.rglob("*.py")
+                   if path.relative_to(project).parts[0] not in {"tests", ".git"}
+                   and calls.search(path.read_text(encoding="utf-8")))
+    assert sites == ["registry/trust.py"]
