@@ -48,7 +48,7 @@ from attrition.extracts import ExtractError, features_and_target, load_employees
 from attrition.schema import FEATURE_NAMES, NEGATIVE_LABEL, POSITIVE_LABEL, TARGET, Employee, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
 from registry.aliases import ALIASES_FILE, CHAMPION, promote
-from registry.trust import TrustedManifest, load_artifact, manifest_path, pin
+from registry.trust import TrustedManifest, UntrustedArtifact, load_artifact, manifest_path, pin
 from training.evaluate import (MIN_RECALL, N_SPLITS, QUALITY_BAR, cross_validate, holdout_evaluation,
                                meets_quality_bar, positive_probability, reference_distributions, select_threshold)
 from training.pipelines import (BASELINE, MODEL_NAMES, RANDOM_STATE, build_pipeline, estimator_name,
@@ -259,7 +259,10 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
 
 def _read_back(tag: str, artifact: Path, manifest: Path, example: pd.DataFrame, expected: float) -> None:
     """Load the written artifact as the service will (through the manifest check) and redo its self-check."""
-    model = load_artifact(tag, artifact, TrustedManifest.read(manifest))
+    try:
+        model = load_artifact(tag, artifact, TrustedManifest.read(manifest))
+    except UntrustedArtifact as exc:  # the manifest changed under the run
+        raise TrustError(f"{tag}: {exc}") from None
     if float(positive_probability(model, example)[0]) != expected:
         raise TrustError(f"{tag}: the written artifact does not reproduce the fitted model's self-check")
 
