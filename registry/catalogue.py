@@ -121,7 +121,9 @@ class ModelCatalogue:
         """
         manifest = manifest if manifest is not None else TrustedManifest.read()
         if manifest.error is not None:
-            log.error("No model can be trusted: %s", manifest.error)
+            log.error("No model can be trusted: %s (%s)", manifest.error, manifest.path)
+        else:
+            log.info("Trusted manifest %s pins %d model version(s)", manifest.path, len(manifest.digests))
         report = import_models(models_dir, manifest)
         if report.imported:
             log.info("Imported %s into the model store", ", ".join(report.imported))

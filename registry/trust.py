@@ -74,13 +74,14 @@ class TrustedManifest:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return cls(path, {}, f"the trusted manifest {path} does not exist")
+            return cls(path, {}, f"the trusted manifest {path.name} does not exist")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return cls(path, {}, f"the trusted manifest {path} is unreadable: {exc.__class__.__name__}")
+            return cls(path, {}, f"the trusted manifest {path.name} is unreadable: {exc.__class__.__name__}")
         artifacts = document.get("artifacts") if isinstance(document, dict) else None
         if not isinstance(artifacts, dict) or not all(
                 isinstance(tag, str) and _is_sha256(digest) for tag, digest in artifacts.items()):
-            return cls(path, {}, f"the trusted manifest {path} is not {{\"artifacts\": {{\"name:version\": sha256}}}}")
+            return cls(path, {}, f"the trusted manifest {path.name} is not "
+                                 f"{{\"artifacts\": {{\"name:version\": sha256}}}}")
         return cls(path, dict(artifacts))
 
     def refusal(self, tag: str, sha256: str) -> str | None:
@@ -88,10 +89,11 @@ class TrustedManifest:
         if self.error is not None:
             return self.error
         pinned = self.digests.get(tag)
+        # The file's name, not its path: reasons reach clients (GET /models); the log names the path at start.
         if pinned is None:
-            return f"{tag} is not in the trusted manifest {self.path}"
+            return f"{tag} is not in the trusted manifest {self.path.name}"
         if pinned != sha256:
-            return f"the artifact's sha256 is not the one the trusted manifest {self.path} pins for {tag}"
+            return f"the artifact's sha256 is not the one the trusted manifest {self.path.name} pins for {tag}"
         return None
 
 

@@ -136,6 +136,12 @@ def test_the_operator_manifest_setting_replaces_the_committed_one(tmp_path, monk
     assert list(load_artifact("logistic_regression:v1", artifact).classes_) == [0, 1]
 
 
+def test_a_missing_manifest_trusts_nothing_yet_the_catalogue_opens(imported, tmp_path):
+    catalogue = ModelCatalogue.open(MODELS_DIR, manifest=TrustedManifest.read(tmp_path / "nowhere.json"))
+    assert catalogue.entries() and not any(entry.valid for entry in catalogue.entries())
+    assert "the trusted manifest nowhere.json does not exist" in catalogue.default.invalid_reason
+
+
 def test_the_dashboard_rescoring_refuses_an_untrusted_artifact(tmp_path):
     from dashboard.audit import reproduce
 
