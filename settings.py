@@ -44,6 +44,10 @@ class Settings(BaseSettings):
                             description="Where the embedded SQLite file, the journals and locks live.")
     models_dir: Path = Field(default=PROJECT_ROOT / "models",
                              description="The versioned model artifacts imported into the BentoML store.")
+    trusted_manifest: Path = Field(
+        default=PROJECT_ROOT / "registry" / "trusted_artifacts.json",
+        description="The sha256 of every model artifact the service may unpickle (registry/trust.py); an "
+                    "operator's own manifest replaces the committed one.")
     default_model: str | None = Field(default=None,
                                       description="Model served when a request names none; unset: the champion.")
     # Access: keys as hashes with scopes (api/keys.py); refused at start in any other form.

@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
-import joblib
 import pandas as pd
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI
@@ -29,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from attrition.schema import FEATURE_NAMES, NEGATIVE_LABEL, POSITIVE_LABEL, Employee
 from persistence.database import normalize_url
 from registry.aliases import CHAMPION, read_aliases
+from registry.trust import load_artifact
 from settings import settings
 
 
@@ -76,7 +76,7 @@ class Champion:
         self.tag = read_aliases(models_dir)[CHAMPION]
         self.name, self.version = self.tag.split(":")
         folder = models_dir / self.name / self.version
-        self.pipeline = joblib.load(folder / "model.joblib")
+        self.pipeline = load_artifact(self.tag, folder / "model.joblib")  # only if the trusted manifest pins it
         self.threshold = float(json.loads((folder / "card.json").read_text(encoding="utf-8"))["threshold"])
 
     def probability(self, row: dict[str, Any]) -> float:

@@ -83,11 +83,11 @@ class Reproduction:
 
 
 @lru_cache(maxsize=8)
-def _load_model(path: str, sha256: str) -> Any:
-    """The unpickled artifact at ``path`` (cached per path and content digest)."""
-    import joblib
+def _load_model(tag: str, path: str, sha256: str) -> Any:
+    """The unpickled artifact at ``path``, only if the trusted manifest pins it (cached per path and digest)."""
+    from registry.trust import load_artifact
 
-    return joblib.load(path)
+    return load_artifact(tag, Path(path))
 
 
 def reproduce(trace: Mapping[str, Any], models_dir: Path) -> Reproduction:
@@ -108,7 +108,12 @@ def reproduce(trace: Mapping[str, Any], models_dir: Path) -> Reproduction:
     if stored is None or trace.get("inputs") is None:
         return Reproduction(False, "the trace holds no probability to compare (an error trace)", stored, None,
                             stored_sha, digest)
-    model = _load_model(str(artifact), digest)
+    from registry.trust import UntrustedArtifact
+
+    try:
+        model = _load_model(f"{trace['model_name']}:{trace['model_version']}", str(artifact), digest)
+    except UntrustedArtifact as exc:
+        return Reproduction(False, f"refused, never unpickled: {exc}", stored, None, stored_sha, digest)
     reproduced = round(float(model.predict_proba(employee_frame([trace["inputs"]]))[:, 1][0]), PROBABILITY_DECIMALS)
     if reproduced == round(float(stored), PROBABILITY_DECIMALS):
         return Reproduction(True, f"reproduced: {reproduced:.{PROBABILITY_DECIMALS}f} is the stored probability",

@@ -56,12 +56,8 @@ class PredictionLayer:
         database is back: a worker starts, serves and journals during an outage.
         """
         from persistence.database import make_engine
-        from registry.store import import_models
 
-        report = import_models(settings.models_dir)
-        if report.imported:
-            log.info("Imported %s into the model store", ", ".join(report.imported))
-        catalogue = ModelCatalogue.from_store(settings.models_dir, settings.default_model)
+        catalogue = ModelCatalogue.open(settings.models_dir, settings.default_model)
         runners = RunnerPool(catalogue, settings.max_batch_size, settings.max_latency_ms)
         engine = make_engine(settings.resolved_database_url)
         writer = TraceWriter(engine, migrate=True) if settings.tracing else None

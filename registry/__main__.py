@@ -1,8 +1,11 @@
 """Command line of the registry.
 
-    python -m registry import              # models/ → BentoML store (idempotent)
-    python -m registry list                # what the store holds, aliases, default
-    python -m registry promote NAME:VERSION [--alias champion]
+    python -m registry import              # models/ → BentoML store (idempotent; trusted, complete versions)
+    python -m registry list                # what the store holds, aliases, default, refusals
+    python -m registry promote NAME:VERSION [--alias champion]   # pins its artifact, then moves the alias
+
+The trusted manifest in force is ``FUTURISYS_TRUSTED_MANIFEST`` (default:
+``registry/trusted_artifacts.json``); ``promote`` writes to it.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import sys
 from registry.aliases import CHAMPION, promote
 from registry.catalogue import ModelCatalogue
 from registry.store import import_models
+from registry.trust import TrustedManifest
 from settings import settings
 
 
@@ -26,30 +30,35 @@ def main(argv: list[str] | None = None) -> int:
     promoting.add_argument("--alias", default=CHAMPION)
     args = parser.parse_args(argv)
 
+    manifest = TrustedManifest.read()
     if args.command == "import":
-        report = import_models(settings.models_dir)
+        report = import_models(settings.models_dir, manifest)
         print(f"imported: {', '.join(report.imported) or '-'}")
         print(f"already in the store: {', '.join(report.present) or '-'}")
-        if report.refused:
-            print(f"refused (artifact does not match its card): {', '.join(report.refused)}", file=sys.stderr)
-            return 1
-        return 0
+        for refusal in report.refused:
+            print(f"refused {refusal.tag}: {refusal.reason}", file=sys.stderr)
+        return 1 if report.refused else 0
     if args.command == "promote":
         try:
+            pinned = args.tag in manifest.digests
             aliases = promote(settings.models_dir, args.tag, args.alias)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if not pinned:
+            print(f"pinned {args.tag} in {manifest.path}")
         print(f"{args.alias} → {aliases[args.alias]}")
         return 0
-    import_models(settings.models_dir)
-    catalogue = ModelCatalogue.from_store(settings.models_dir, settings.default_model)
+    catalogue = ModelCatalogue.open(settings.models_dir, settings.default_model, manifest)
     print(f"{'model':<32} {'aliases':<16} {'threshold':>9} {'cv roc auc':>10}  default")
     for entry in catalogue.entries():
         auc = (entry.card.metrics.get("cv", {}).get("roc_auc_mean") if entry.card else None)
         threshold = entry.card.threshold if entry.card else float("nan")
         print(f"{entry.tag:<32} {','.join(entry.aliases) or '-':<16} {threshold:>9.3f} "
               f"{auc if auc is not None else float('nan'):>10.3f}  {'*' if entry is catalogue.default else ''}")
+    for entry in catalogue.entries():
+        if not entry.valid:
+            print(f"invalid {entry.tag}: {entry.invalid_reason}", file=sys.stderr)
     return 0
 
 

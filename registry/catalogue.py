@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from pydantic import ValidationError
 from attrition.card import ModelCard
 from attrition.errors import UnknownModel
 from registry.aliases import CHAMPION, read_aliases
-from registry.store import ARTIFACT, CARD, PROJECT, PROJECT_LABEL
+from registry.store import ARTIFACT, CARD, PROJECT, PROJECT_LABEL, Refusal, import_models
+from registry.trust import TrustedManifest, sha256_of
 
 
 __all__ = ["ModelCatalogue", "ModelEntry", "UnknownModel"]
@@ -34,7 +36,8 @@ class ModelEntry:
     path: Path
     card: ModelCard | None
     aliases: list[str] = field(default_factory=list)
-    invalid_reason: str | None = None  # set through ModelCatalogue.mark_invalid only
+    invalid_reason: str | None = None  # set when built (refused) or through ModelCatalogue.mark_invalid
+    manifest: TrustedManifest | None = field(default=None, repr=False)  # None: the manifest in force
 
     @property
     def tag(self) -> str:
@@ -48,7 +51,7 @@ class ModelEntry:
 
     @property
     def valid(self) -> bool:
-        """False once loading or the self-check failed (or the card is unreadable)."""
+        """False when refused (incomplete, unreadable, untrusted) or once loading or the self-check failed."""
         return self.invalid_reason is None
 
 
@@ -70,22 +73,61 @@ class ModelCatalogue:
         self.default = self.resolve(self.default_ref)
 
     @classmethod
-    def from_store(cls, models_dir: str | Path, default_ref: str | None = None) -> "ModelCatalogue":
-        """Build the catalogue from the BentoML store and the aliases of ``models_dir``."""
+    def from_store(cls, models_dir: str | Path, default_ref: str | None = None,
+                   manifest: TrustedManifest | None = None, refused: Iterable[Refusal] = ()) -> ModelCatalogue:
+        """Build the catalogue from the BentoML store and the aliases of ``models_dir``.
+
+        Each store copy is checked against the trusted manifest (``manifest``,
+        default the one in force) and against its card: one that fails is
+        listed invalid with the reason, and never loaded. ``refused`` (the
+        import's refusals) are listed invalid too, so ``GET /models`` shows them.
+        """
+        manifest = manifest if manifest is not None else TrustedManifest.read()
         entries = []
         for model in bentoml.models.list():
             if model.info.labels.get(PROJECT_LABEL) != PROJECT:
                 continue
+            tag, path = f"{model.tag.name}:{model.tag.version}", Path(model.path)
             card, reason = None, None
             try:
-                card = ModelCard.model_validate_json((Path(model.path) / CARD).read_bytes())
+                card = ModelCard.model_validate_json((path / CARD).read_bytes())
+                digest = sha256_of(path / ARTIFACT)
+                reason = (f"the store's {ARTIFACT} does not match the card's sha256"
+                          if digest != card.artifact_sha256 else manifest.refusal(tag, digest))
             except (OSError, ValidationError) as exc:
-                reason = f"unreadable model card: {exc.__class__.__name__}"
-            entries.append(ModelEntry(model.tag.name, model.tag.version, Path(model.path), card,
-                                      invalid_reason=reason))
+                reason = f"unreadable model in the store: {exc.__class__.__name__}"
+            if reason is not None:
+                log.error("Model %s in the store is refused: %s", tag, reason)
+            entries.append(ModelEntry(model.tag.name, model.tag.version, path, card, invalid_reason=reason,
+                                      manifest=manifest))
+        stored = {entry.tag for entry in entries}
+        for refusal in refused:
+            if refusal.tag not in stored:
+                name, _, version = refusal.tag.partition(":")
+                entries.append(ModelEntry(name, version, refusal.folder, refusal.card,
+                                          invalid_reason=f"refused at import: {refusal.reason}", manifest=manifest))
         if not entries:
             raise LookupError("the BentoML model store holds no attrition model; run `python -m registry import`")
         return cls(entries, read_aliases(models_dir), default_ref)
+
+    @classmethod
+    def open(cls, models_dir: str | Path, default_ref: str | None = None,
+             manifest: TrustedManifest | None = None) -> ModelCatalogue:
+        """Import ``models_dir`` into the store, then build the catalogue, refused versions included.
+
+        What a worker does at start: a broken or untrusted version is listed
+        invalid with its reason and the others serve; nothing here raises for
+        one version (an invalid default answers 503 naming it).
+        """
+        manifest = manifest if manifest is not None else TrustedManifest.read()
+        if manifest.error is not None:
+            log.error("No model can be trusted: %s (%s)", manifest.error, manifest.path)
+        else:
+            log.info("Trusted manifest %s pins %d model version(s)", manifest.path, len(manifest.digests))
+        report = import_models(models_dir, manifest)
+        if report.imported:
+            log.info("Imported %s into the model store", ", ".join(report.imported))
+        return cls.from_store(models_dir, default_ref, manifest, report.refused)
 
     def entries(self) -> list[ModelEntry]:
         """Every model version, by name then version."""

@@ -26,7 +26,7 @@ from attrition.schema import CATEGORICAL_FEATURES, FEATURE_NAMES
 from attrition.synthetic import synthetic_employees
 from registry.catalogue import ModelCatalogue, ModelEntry
 from registry.encoding import RowEncoder, matches_pipeline, row_encoder
-from registry.store import sha256_of
+from registry.trust import UntrustedArtifact, load_artifact
 
 logger = logging.getLogger(__name__)
 
@@ -60,27 +60,28 @@ class Scores:
 def load_checked(entry: ModelEntry) -> Any:
     """Load ``entry``'s artifact and prove it works, or raise :class:`ModelUnavailable`.
 
-    The self-check verifies the artifact's sha256 against the card, predicts the
-    card's synthetic reference row, and compares classes and probability with
+    The artifact is unpickled only through :func:`registry.trust.load_artifact`,
+    which refuses bytes the trusted manifest does not pin (the catalogue
+    already checked them against the card). The self-check then predicts the
+    card's synthetic reference row and compares classes and probability with
     what training recorded.
     """
-    # joblib and scikit-learn are imported on first load, in the workers only: the
-    # `bentoml serve` supervisor imports this module too and should stay small.
-    import joblib
-
     card = entry.card
     if card is None:
         raise ModelUnavailable(entry.invalid_reason or "no model card")
     if not entry.artifact.is_file():
         raise ModelUnavailable(f"artifact missing: {entry.artifact}")
-    if sha256_of(entry.artifact) != card.artifact_sha256:
-        raise ModelUnavailable("artifact sha256 does not match the model card")
     try:
-        model = joblib.load(entry.artifact)
+        model = load_artifact(entry.tag, entry.artifact, entry.manifest)
+    except UntrustedArtifact as exc:
+        raise ModelUnavailable(f"refused, never unpickled: {exc}") from exc
+    except Exception as exc:  # any failure of a foreign artifact makes it invalid
+        raise ModelUnavailable(f"artifact failed to load: {exc.__class__.__name__}: {exc}") from exc
+    try:
         classes = [int(c) for c in getattr(model, "classes_", [])]
         probability = model.predict_proba(employee_frame([card.self_check.employee]))
     except Exception as exc:  # any failure of a foreign artifact makes it invalid
-        raise ModelUnavailable(f"artifact failed to load or predict: {exc.__class__.__name__}: {exc}") from exc
+        raise ModelUnavailable(f"artifact failed to predict: {exc.__class__.__name__}: {exc}") from exc
     if classes != [0, 1]:
         raise ModelUnavailable(f"unexpected classes {classes}, expected [0, 1]")
     if probability.shape != (1, 2) or not np.all((probability >= 0) & (probability <= 1)):

@@ -25,6 +25,12 @@ os.environ.pop("DATABASE_URL", None)
 os.environ.pop("FUTURISYS_DEFAULT_MODEL", None)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The trusted manifest in force is a session copy of the committed one: a test that trains or promotes (and the
+# servers it starts) pins into the copy, never into registry/trusted_artifacts.json.
+_manifest_dir = tempfile.mkdtemp(prefix="futurisys-test-manifest-")
+atexit.register(shutil.rmtree, _manifest_dir, True)
+os.environ["FUTURISYS_TRUSTED_MANIFEST"] = shutil.copy(PROJECT_ROOT / "registry" / "trusted_artifacts.json",
+                                                       _manifest_dir)
 EXTRACTS_DIR = Path(os.environ.get("FUTURISYS_EXTRACTS_DIR", PROJECT_ROOT.parent / "shared" / "data" / "hr-attrition"))
 REQUIRED_PARTS = frozenset(p.strip() for p in os.environ.get("FUTURISYS_REQUIRE", "").split(",") if p.strip())
 

@@ -2,13 +2,19 @@
 
 Usage (from the project root)::
 
-    python -m training.train --data ../shared/data/hr-attrition --out models [--promote-best]
+    python -m training.train --data ../shared/data/hr-attrition --out models [--promote-best] [--manifest PATH]
 
 For each model: 5-fold CV on all employees (out-of-fold probabilities choose
 the threshold), a stratified 80/20 held-out test, then a refit on all
 employees, which is the saved artifact. A version is never rewritten: when a
 model's definition and the data are those of an existing version, nothing is
 trained and the run says ``unchanged``.
+
+Each new version's artifact digest is pinned in the trusted manifest
+(``--manifest``, default ``FUTURISYS_TRUSTED_MANIFEST``, i.e. the committed
+``registry/trusted_artifacts.json``): the service unpickles nothing else.
+The written artifact is then read back through that check
+(:func:`registry.trust.load_artifact`) and must reproduce its self-check.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ from attrition.extracts import ExtractError, features_and_target, load_employees
 from attrition.schema import FEATURE_NAMES, NEGATIVE_LABEL, POSITIVE_LABEL, TARGET, Employee, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
 from registry.aliases import ALIASES_FILE, CHAMPION, promote
+from registry.trust import TrustedManifest, UntrustedArtifact, load_artifact, manifest_path, pin
 from training.evaluate import (MIN_RECALL, N_SPLITS, QUALITY_BAR, cross_validate, holdout_evaluation,
                                meets_quality_bar, positive_probability, reference_distributions, select_threshold)
 from training.pipelines import (BASELINE, MODEL_NAMES, RANDOM_STATE, build_pipeline, estimator_name,
@@ -57,6 +64,10 @@ Log = Callable[[str], None]
 
 class TrainingDataError(ValueError):
     """The joined extracts hold a row or a target value the schema does not accept."""
+
+
+class TrustError(ValueError):
+    """A new version could not be pinned in the trusted manifest, or does not read back as written."""
 
 
 @dataclass(frozen=True)
@@ -163,12 +174,14 @@ def _serialise(model: Pipeline) -> bytes:
 
 
 def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: str,
-                overrides: Mapping[str, Any] | None = None, log: Log = print) -> TrainingResult:
-    """Evaluate model ``name``, refit it on all employees and write it as a new version.
+                overrides: Mapping[str, Any] | None = None, log: Log = print,
+                manifest: Path | None = None) -> TrainingResult:
+    """Evaluate model ``name``, refit it on all employees and write it as a new version, pinned in ``manifest``.
 
     Returns the existing version instead, untouched, when one has the same
-    definition and data fingerprint.
+    definition and data fingerprint. ``manifest`` defaults to the one in force.
     """
+    manifest = manifest if manifest is not None else manifest_path()
     pipeline = build_pipeline(name, overrides)
     model_dir = out_dir / name
     identity = {"estimator": estimator_name(pipeline), "hyperparameters": hyperparameters(pipeline),
@@ -178,6 +191,9 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
     if same is not None:
         folder, card = same
         log(f"{name}: unchanged ({card.tag} has the same definition and data)")
+        if card.tag not in TrustedManifest.read(manifest).digests:
+            log(f"{name}: {card.tag} is not in the trusted manifest {manifest}: the service refuses it until "
+                f"`python -m registry promote {card.tag}` pins it")
         return TrainingResult(name, card.version, False, card, folder)
 
     features, target = features_and_target(employees)
@@ -195,6 +211,16 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
 
     version, folder = _claim_next_version(model_dir)
     _write_atomically(folder / ARTIFACT_FILE, artifact)
+    digest = hashlib.sha256(artifact).hexdigest()
+    try:
+        pin(f"{name}:{version}", digest, manifest)
+    except ValueError as exc:
+        # The folder is this run's own claim: leave no half-written version behind.
+        (folder / ARTIFACT_FILE).unlink()
+        folder.rmdir()
+        raise TrustError(f"{name}:{version} not written: {exc}") from None
+    self_check = float(positive_probability(final, example)[0])
+    _read_back(f"{name}:{version}", folder / ARTIFACT_FILE, manifest, example, self_check)
     card = ModelCard(
         name=name,
         version=version,
@@ -208,10 +234,9 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
         metrics={"cv": cv_metrics, "holdout": holdout, "threshold_selection": selection},
         reference_distributions=reference_distributions(features),
         data_fingerprint=fingerprint,
-        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+        artifact_sha256=digest,
         versions=library_versions(),
-        self_check={"employee": dict(EXAMPLE_EMPLOYEE),
-                    "probability": float(positive_probability(final, example)[0])},
+        self_check={"employee": dict(EXAMPLE_EMPLOYEE), "probability": self_check},
         decision_rule=DECISION_RULE,
         preprocessing=identity["preprocessing"],
         training={
@@ -230,6 +255,16 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
     _write_atomically(folder / CARD_FILE, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
     log(f"{name}: created {card.tag} ({len(artifact) / 1024:.0f} KiB)")
     return TrainingResult(name, version, True, card, folder)
+
+
+def _read_back(tag: str, artifact: Path, manifest: Path, example: pd.DataFrame, expected: float) -> None:
+    """Load the written artifact as the service will (through the manifest check) and redo its self-check."""
+    try:
+        model = load_artifact(tag, artifact, TrustedManifest.read(manifest))
+    except UntrustedArtifact as exc:  # the manifest changed under the run
+        raise TrustError(f"{tag}: {exc}") from None
+    if float(positive_probability(model, example)[0]) != expected:
+        raise TrustError(f"{tag}: the written artifact does not reproduce the fitted model's self-check")
 
 
 def choose_champion(results: Iterable[TrainingResult]) -> TrainingResult | None:
@@ -259,14 +294,16 @@ def comparison_table(results: Iterable[TrainingResult]) -> str:
 
 def train_all(data_dir: str | Path, out_dir: str | Path, model_names: Iterable[str] = MODEL_NAMES,
               overrides: Mapping[str, Mapping[str, Any]] | None = None, promote_best: bool = False,
-              log: Log = print) -> list[TrainingResult]:
+              log: Log = print, manifest: str | Path | None = None) -> list[TrainingResult]:
     """Train every model in ``model_names`` into ``out_dir`` and, if asked, promote the best.
 
     ``overrides`` maps a model name to hyperparameters replacing its defaults.
     The champion alias is set when ``promote_best`` is true or when
     ``out_dir`` has no aliases file yet (first run), and only to a model
-    meeting ``QUALITY_BAR``.
+    meeting ``QUALITY_BAR``. New versions are pinned in ``manifest`` (default:
+    the trusted manifest in force).
     """
+    manifest = Path(manifest) if manifest is not None else manifest_path()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     first_run = not (out_dir / ALIASES_FILE).is_file()
@@ -280,7 +317,8 @@ def train_all(data_dir: str | Path, out_dir: str | Path, model_names: Iterable[s
     with threadpool_limits(limits=1):
         for index, name in enumerate(names, start=1):
             log(f"[{index}/{len(names)}] {name}")
-            results.append(train_model(name, employees, out_dir, fingerprint, (overrides or {}).get(name), log))
+            results.append(train_model(name, employees, out_dir, fingerprint, (overrides or {}).get(name), log,
+                                       manifest))
     log(comparison_table(results))
 
     if promote_best or first_run:
@@ -290,7 +328,10 @@ def train_all(data_dir: str | Path, out_dir: str | Path, model_names: Iterable[s
         elif not meets_quality_bar(best.card.metrics):
             log(f"not promoting {best.card.tag}: below the quality bar {QUALITY_BAR}")
         else:
-            promote(out_dir, best.card.tag, CHAMPION)
+            try:
+                promote(out_dir, best.card.tag, CHAMPION, manifest)
+            except ValueError as exc:
+                raise TrustError(f"{CHAMPION} not moved: {exc}") from None
             log(f"{CHAMPION} -> {best.card.tag} (best mean CV ROC AUC {best.card.metrics['cv']['roc_auc_mean']:.3f})")
     return results
 
@@ -302,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="models folder (models/<name>/<version>/)")
     parser.add_argument("--promote-best", action="store_true",
                         help=f"point the {CHAMPION!r} alias at the best non-baseline model by mean CV ROC AUC")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="trusted manifest to pin new versions in (default: FUTURISYS_TRUSTED_MANIFEST, "
+                             "else registry/trusted_artifacts.json)")
     parser.add_argument("--models", default=",".join(MODEL_NAMES),
                         help=f"comma-separated subset of {','.join(MODEL_NAMES)} (default: all)")
     args = parser.parse_args(argv)
@@ -310,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {unknown}; expected names among {list(MODEL_NAMES)}")
     try:
-        train_all(args.data, args.out, names, promote_best=args.promote_best)
-    except (ExtractError, TrainingDataError) as exc:
+        train_all(args.data, args.out, names, promote_best=args.promote_best, manifest=args.manifest)
+    except (ExtractError, TrainingDataError, TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import joblib
 import sqlalchemy as sa
 
 from attrition.synthetic import synthetic_employees
@@ -29,6 +28,7 @@ from persistence.migrate import upgrade
 from persistence.schema import prediction_traces
 from registry.runner import employee_frame
 from registry.store import ARTIFACT, sha256_of
+from registry.trust import load_artifact
 from settings import settings
 
 LOGISTIC = ("logistic_regression", "v1")
@@ -63,7 +63,7 @@ SEED = SeedCounts()
 
 def _scored(model: tuple[str, str], employees: list[dict[str, Any]]) -> tuple[list[float], str, float]:
     folder = Path(settings.models_dir) / model[0] / model[1]
-    pipeline = joblib.load(folder / ARTIFACT)
+    pipeline = load_artifact(f"{model[0]}:{model[1]}", folder / ARTIFACT)
     threshold = json.loads((folder / "card.json").read_text(encoding="utf-8"))["threshold"]
     probabilities = pipeline.predict_proba(employee_frame(employees))[:, 1]
     return [round(float(p), 6) for p in probabilities], sha256_of(folder / ARTIFACT), float(threshold)

@@ -114,7 +114,8 @@ def test_bentofile_packages_every_module_the_service_runs():
 def test_bentofile_packages_migrations_models_and_settings_but_not_tests_training_or_data():
     for path in ["service.py", "settings.py", "persistence/migrations/env.py", "persistence/migrations/script.py.mako",
                  "persistence/migrations/versions/0001_initial.py", "models/aliases.json",
-                 "models/random_forest/v1/card.json", "models/random_forest/v1/model.joblib"]:
+                 "models/random_forest/v1/card.json", "models/random_forest/v1/model.joblib",
+                 "registry/trusted_artifacts.json"]:
         assert packaged(path), path
     for path in ["tests/conftest.py", "training/pipelines.py", "benchmarks/run.py", "deploy/build_space.py",
                  "registry/__pycache__/store.cpython-311.pyc", "extrait_sirh.csv", "models/extrait_eval.csv",

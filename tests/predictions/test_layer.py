@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import joblib
 import pytest
 import sqlalchemy as sa
 
@@ -19,8 +19,9 @@ from predictions.answers import Prediction, PredictionBatch
 from registry.catalogue import ModelCatalogue
 from registry.runner import employee_frame
 from registry.store import import_models
+from registry.trust import COMMITTED_MANIFEST, load_artifact
 from tests.predictions.conftest import BATCH_CAP, MODELS_DIR, running_layer
-from tests.registry.conftest import copy_version
+from tests.registry.conftest import copy_version, trust
 
 EARLIER = datetime(2030, 1, 1, tzinfo=timezone.utc)
 LATER = datetime(2030, 1, 2, tzinfo=timezone.utc)
@@ -40,7 +41,7 @@ def test_predict_answers_a_typed_prediction_whose_trace_is_stored_before_it_retu
     answer = layer.run(layer.layer.predict(employee(EXAMPLE_EMPLOYEE), None, "random_forest"))
     assert isinstance(answer, Prediction)
     assert (answer.model, answer.requested_model) == ("random_forest", "random_forest")
-    model = joblib.load(MODELS_DIR / "random_forest" / "v1" / "model.joblib")
+    model = load_artifact("random_forest:v1", MODELS_DIR / "random_forest" / "v1" / "model.joblib")
     assert answer.probability == pytest.approx(model.predict_proba(employee_frame([EXAMPLE_EMPLOYEE]))[0, 1], abs=1e-6)
     assert answer.label == ("Oui" if answer.prediction else "Non")
     trace = stored(layer, answer.request_id)
@@ -102,8 +103,11 @@ def _corrupted_catalogue(tmp_path: Path, default_ref: str | None = None) -> Mode
     card["artifact_sha256"] = sha256_of(folder / "model.joblib")
     (folder / "card.json").write_text(json.dumps(card))
     (models / "aliases.json").write_text((MODELS_DIR / "aliases.json").read_text())
-    import_models(models)
-    return ModelCatalogue.from_store(models, default_ref)
+    # Trusted (pinned in a manifest of its own), so that it reaches the loader and fails there.
+    manifest_path = shutil.copy(COMMITTED_MANIFEST, tmp_path / COMMITTED_MANIFEST.name)
+    manifest = trust(Path(manifest_path), folder)
+    import_models(models, manifest)
+    return ModelCatalogue.from_store(models, default_ref, manifest)
 
 
 def test_a_broken_model_is_answered_by_the_default_visibly_and_traced_as_such(tmp_path, sqlite_url):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from registry.store import ImportReport, import_models, sha256_of
+from registry.trust import COMMITTED_MANIFEST, TrustedManifest, pin
 from tests.conftest import PROJECT_ROOT
 
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -36,3 +37,15 @@ def rewrite_card(folder: Path, **changes: object) -> None:
     card.update(changes)
     card["artifact_sha256"] = sha256_of(folder / "model.joblib")
     (folder / "card.json").write_text(json.dumps(card))
+
+
+@pytest.fixture
+def manifest_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test's own trusted manifest: a copy of the committed one, outside any models folder."""
+    return Path(shutil.copy(COMMITTED_MANIFEST, tmp_path_factory.mktemp("manifest") / COMMITTED_MANIFEST.name))
+
+
+def trust(manifest_path: Path, folder: Path) -> TrustedManifest:
+    """Pin the artifact of the version ``folder`` (``.../name/version``) in ``manifest_path``; returns the manifest."""
+    pin(f"{folder.parent.name}:{folder.name}", sha256_of(folder / "model.joblib"), manifest_path)
+    return TrustedManifest.read(manifest_path)

@@ -1,7 +1,6 @@
 """The runners' fast path reproduces the committed pipelines exactly, and stays off for other layouts."""
 from __future__ import annotations
 
-import joblib
 import numpy as np
 import pytest
 import sklearn
@@ -16,6 +15,7 @@ from attrition.synthetic import synthetic_employees
 from registry.catalogue import ModelCatalogue
 from registry.encoding import matches_pipeline, row_encoder
 from registry.runner import ModelRunner, employee_frame
+from registry.trust import load_artifact
 from tests.registry.conftest import MODELS_DIR
 
 COMMITTED = sorted(path.parent for path in MODELS_DIR.glob("*/*/model.joblib"))
@@ -36,7 +36,7 @@ def _fitted(transformers: list, classifier=None) -> Pipeline:
 
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda folder: f"{folder.parent.name}:{folder.name}")
 def test_fast_path_gives_the_committed_pipelines_probabilities_bit_for_bit(folder):
-    pipeline = joblib.load(folder / "model.joblib")
+    pipeline = load_artifact(f"{folder.parent.name}:{folder.name}", folder / "model.joblib")
     encoder = row_encoder(pipeline)
     assert encoder is not None, "every committed model has the one-hot + numeric layout"
     rows = synthetic_employees(1000, seed=5)
@@ -80,5 +80,5 @@ def test_runner_serves_through_the_checked_fast_path(imported):
     rows = synthetic_employees(50, seed=9)
     probabilities = runner.predict_now(rows)
     assert runner.fast_path
-    pipeline = joblib.load(entry.artifact)
+    pipeline = load_artifact(entry.tag, entry.artifact)
     np.testing.assert_array_equal(probabilities, pipeline.predict_proba(employee_frame(rows))[:, 1])

@@ -15,8 +15,9 @@ from registry.aliases import CHAMPION, promote, read_aliases
 from registry.catalogue import ModelCatalogue, UnknownModel
 from registry.runner import LOAD_FAILURES, ModelRunner, ModelUnavailable, RunnerPool
 from registry.serving import DefaultModelUnavailable, serve_rows
-from registry.store import import_models
-from tests.registry.conftest import MODELS_DIR, copy_version, rewrite_card
+from registry.store import import_models, sha256_of
+from registry.trust import TrustedManifest
+from tests.registry.conftest import MODELS_DIR, copy_version, rewrite_card, trust
 
 
 def test_import_puts_every_committed_version_in_the_store_once(imported):
@@ -31,7 +32,8 @@ def test_import_refuses_an_artifact_that_does_not_match_its_card(imported, tmp_p
     with open(folder / "model.joblib", "ab") as artifact:
         artifact.write(b"tampered")
     report = import_models(tmp_path)
-    assert report.refused == ("tampered_model:v1",)
+    assert report.refused_tags == ("tampered_model:v1",)
+    assert report.refused[0].reason == "model.joblib does not match the card's sha256"
 
 
 def test_resolve_accepts_name_tag_and_alias(imported):
@@ -83,12 +85,14 @@ def test_every_committed_model_passes_its_self_check(imported):
         assert probabilities.shape == (20,) and np.all((probabilities >= 0) & (probabilities <= 1)), entry.tag
 
 
-def _broken_catalogue(tmp_path: Path, name: str, damage) -> ModelCatalogue:
+def _broken_catalogue(tmp_path: Path, manifest_path: Path, name: str, damage) -> ModelCatalogue:
+    """A version whose artifact is trusted (pinned) yet fails to load or to pass its self-check."""
     folder = copy_version(tmp_path, name)
     damage(folder)
-    assert import_models(tmp_path).imported == (f"{name}:v1",)
+    manifest = trust(manifest_path, folder)
+    assert import_models(tmp_path, manifest).imported == (f"{name}:v1",)
     shutil.copy(MODELS_DIR / "aliases.json", tmp_path / "aliases.json")
-    return ModelCatalogue.from_store(tmp_path)
+    return ModelCatalogue.from_store(tmp_path, manifest=manifest)
 
 
 def _corrupt_artifact(folder: Path) -> None:
@@ -96,8 +100,8 @@ def _corrupt_artifact(folder: Path) -> None:
     rewrite_card(folder)
 
 
-def test_a_corrupted_artifact_is_served_by_the_default_model_visibly(imported, tmp_path):
-    catalogue = _broken_catalogue(tmp_path, "corrupted_model", _corrupt_artifact)
+def test_a_corrupted_artifact_is_served_by_the_default_model_visibly(imported, tmp_path, manifest_path):
+    catalogue = _broken_catalogue(tmp_path, manifest_path, "corrupted_model", _corrupt_artifact)
     pool = RunnerPool(catalogue, max_batch_size=16, max_latency_ms=1)
     failures_before = LOAD_FAILURES.labels("corrupted_model", "v1")._value.get()
     broken = catalogue.resolve("corrupted_model")
@@ -108,21 +112,21 @@ def test_a_corrupted_artifact_is_served_by_the_default_model_visibly(imported, t
     assert LOAD_FAILURES.labels("corrupted_model", "v1")._value.get() == failures_before + 1
 
 
-def test_a_model_failing_its_self_check_is_invalid(imported, tmp_path):
+def test_a_model_failing_its_self_check_is_invalid(imported, tmp_path, manifest_path):
     def wrong_reference(folder: Path) -> None:
         card = json.loads((folder / "card.json").read_text())
         card["self_check"]["probability"] = 1 - card["self_check"]["probability"]
         rewrite_card(folder, self_check=card["self_check"])
 
-    catalogue = _broken_catalogue(tmp_path, "drifted_model", wrong_reference)
+    catalogue = _broken_catalogue(tmp_path, manifest_path, "drifted_model", wrong_reference)
     runner = ModelRunner(catalogue.resolve("drifted_model"), catalogue.mark_invalid)
     with pytest.raises(ModelUnavailable, match="self-check probability"):
         runner.load()
     assert not catalogue.resolve("drifted_model").valid
 
 
-def test_an_invalid_default_model_is_unavailable(imported, tmp_path):
-    catalogue = _broken_catalogue(tmp_path, "broken_default", _corrupt_artifact)
+def test_an_invalid_default_model_is_unavailable(imported, tmp_path, manifest_path):
+    catalogue = _broken_catalogue(tmp_path, manifest_path, "broken_default", _corrupt_artifact)
     catalogue = ModelCatalogue(catalogue.entries(), catalogue.aliases, default_ref="broken_default")
     pool = RunnerPool(catalogue, max_batch_size=16, max_latency_ms=1)
     with pytest.raises(DefaultModelUnavailable, match="broken_default"):
@@ -153,10 +157,27 @@ def test_concurrent_rows_are_batched_and_scored_like_single_rows(imported):
     assert np.allclose([r.probabilities[0] for r in results], alone, atol=1e-12)
 
 
-def test_promote_moves_an_alias_and_refuses_unknown_versions(tmp_path):
-    copy_version(tmp_path, "candidate")
-    promote(tmp_path, "candidate:v1", "challenger")
+def test_promote_pins_the_version_then_moves_an_alias_and_refuses_unknown_versions(tmp_path, manifest_path):
+    folder = copy_version(tmp_path, "candidate")
+    assert "candidate:v1" not in TrustedManifest.read(manifest_path).digests
+    promote(tmp_path, "candidate:v1", "challenger", manifest_path)
     assert read_aliases(tmp_path) == {"challenger": "candidate:v1"}
+    assert TrustedManifest.read(manifest_path).refusal("candidate:v1", sha256_of(folder / "model.joblib")) is None
     with pytest.raises(ValueError, match="not a model version"):
-        promote(tmp_path, "candidate:v9", "challenger")
+        promote(tmp_path, "candidate:v9", "challenger", manifest_path)
     assert read_aliases(tmp_path) == {"challenger": "candidate:v1"}
+
+
+def test_promote_refuses_bytes_other_than_the_pinned_ones_and_moves_nothing(tmp_path, manifest_path):
+    folder = copy_version(tmp_path, "candidate")
+    promote(tmp_path, "candidate:v1", "challenger", manifest_path)
+    pinned = manifest_path.read_bytes()
+    (folder / "model.joblib").write_bytes(b"other bytes under the same version")
+    rewrite_card(folder)  # even with a card that agrees, a pinned version never changes
+    with pytest.raises(ValueError, match="already pinned to other bytes"):
+        promote(tmp_path, "candidate:v1", "champion", manifest_path)
+    assert manifest_path.read_bytes() == pinned and read_aliases(tmp_path) == {"challenger": "candidate:v1"}
+    with open(folder / "model.joblib", "ab") as artifact:
+        artifact.write(b"!")  # the card no longer matches: refused before the manifest is even read
+    with pytest.raises(ValueError, match="does not match its card"):
+        promote(tmp_path, "candidate:v1", "champion", manifest_path)

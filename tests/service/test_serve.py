@@ -7,7 +7,6 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import joblib
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 from attrition.schema import FEATURE_NAMES
 from attrition.synthetic import EXAMPLE_EMPLOYEE, synthetic_employees
 from registry.aliases import read_aliases
+from registry.trust import COMMITTED_MANIFEST, load_artifact, pin
 from tests.conftest import PROJECT_ROOT
 from tests.service.server import bentoml_serve
 
@@ -37,13 +37,17 @@ def served(request, tmp_path_factory):
     from registry.store import sha256_of
     card.update(name="corrupted_model", version="v1", artifact_sha256=sha256_of(corrupted / "model.joblib"))
     (corrupted / "card.json").write_text(json.dumps(card))
+    # Trusted (pinned in the server's own manifest), so that it reaches the loader and fails there.
+    manifest = shutil.copy(COMMITTED_MANIFEST, home / COMMITTED_MANIFEST.name)
+    pin("corrupted_model:v1", card["artifact_sha256"], manifest)
     if request.param == "postgres":
         database_url = request.getfixturevalue("postgres_url_module")
     else:
         database_url = f"sqlite:///{home / 'traces.db'}"
     env = {"BENTOML_HOME": str(home / "bentoml"), "FUTURISYS_STATE_DIR": str(home / "state"),
            "FUTURISYS_MODELS_DIR": str(models), "DATABASE_URL": database_url,
-           "FUTURISYS_MAX_BATCH_ROWS": str(BATCH_CAP), "FUTURISYS_MAX_LATENCY_MS": "10"}
+           "FUTURISYS_MAX_BATCH_ROWS": str(BATCH_CAP), "FUTURISYS_MAX_LATENCY_MS": "10",
+           "FUTURISYS_TRUSTED_MANIFEST": str(manifest)}
     with bentoml_serve(env, home / "serve.log") as url:
         yield url, database_url
 
@@ -57,7 +61,7 @@ def client(served):
 def reference_probabilities(tag: str, rows: list[dict]) -> list[float]:
     """What the committed artifact says for ``rows``, computed here, outside the service."""
     name, version = tag.split(":")
-    model = joblib.load(MODELS_DIR / name / version / "model.joblib")
+    model = load_artifact(tag, MODELS_DIR / name / version / "model.joblib")
     return model.predict_proba(pd.DataFrame(rows, columns=FEATURE_NAMES))[:, 1].tolist()
 
 

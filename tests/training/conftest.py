@@ -17,8 +17,16 @@ def _single_threaded() -> Iterator[None]:
         yield
 
 
+def manifest_of(models: Path) -> Path:
+    """The trusted manifest a test keeps beside a models folder of its own (never inside it)."""
+    return models.with_name(f"{models.name}.trusted.json")
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, extracts_dir: Path) -> tuple[Path, list[TrainingResult]]:
-    """All four models trained once on the real extracts into a fresh models folder (first run: promotes)."""
+    """All four models trained once on the real extracts into a fresh models folder (first run: promotes).
+
+    Its versions are pinned in a fresh manifest, :func:`manifest_of` the folder.
+    """
     out = tmp_path_factory.mktemp("models")
-    return out, train_all(extracts_dir, out, log=lambda _: None)
+    return out, train_all(extracts_dir, out, log=lambda _: None, manifest=manifest_of(out))

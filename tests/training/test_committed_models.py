@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import pandas as pd
 import pytest
 
@@ -17,6 +16,7 @@ from attrition.extracts import load_employees
 from attrition.schema import FEATURE_NAMES, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
 from registry.aliases import CHAMPION, read_aliases
+from registry.trust import COMMITTED_MANIFEST, TrustedManifest, load_artifact
 from tests.conftest import PROJECT_ROOT
 from training.evaluate import QUALITY_BAR, meets_quality_bar
 from training.pipelines import BASELINE, MODEL_NAMES
@@ -44,7 +44,7 @@ def test_a_committed_card_validates_and_matches_its_artifact(folder: Path) -> No
     assert card.artifact_sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest()
     assert card.features == feature_schema()
     assert tuple(card.reference_distributions) == FEATURE_NAMES
-    model = joblib.load(artifact)
+    model = load_artifact(card.tag, artifact, TrustedManifest.read(COMMITTED_MANIFEST))
     example = pd.DataFrame([card.self_check.employee], columns=list(FEATURE_NAMES))
     assert model.predict_proba(example)[0, 1] == pytest.approx(card.self_check.probability, abs=1e-9)
 
@@ -58,23 +58,28 @@ def test_the_champion_is_a_committed_model_meeting_the_quality_bar() -> None:
 
 
 def test_committed_artifacts_load_and_predict_without_any_project_module(tmp_path: Path) -> None:
-    # The service loads artifacts with scikit-learn alone: block this project's packages and try.
+    # The service loads artifacts with scikit-learn alone: block this project's packages and try (each artifact's
+    # bytes checked against the committed manifest first, as the service does).
     script = """
-import importlib.abc, json, sys
+import hashlib, importlib.abc, io, json, sys
 class Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"training", "attrition", "registry", "persistence", "settings", "service"}:
             raise ImportError("blocked " + name)
 sys.meta_path.insert(0, Blocked())
 import joblib, pandas as pd
-for folder in sys.argv[1:]:
+pinned = json.load(open(sys.argv[1], encoding="utf-8"))["artifacts"]
+for folder in sys.argv[2:]:
     card = json.load(open(folder + "/card.json", encoding="utf-8"))
-    model = joblib.load(folder + "/model.joblib")
+    payload = open(folder + "/model.joblib", "rb").read()
+    assert hashlib.sha256(payload).hexdigest() == pinned[card["name"] + ":" + card["version"]], folder
+    model = joblib.load(io.BytesIO(payload))
     frame = pd.DataFrame([card["self_check"]["employee"]], columns=[f["name"] for f in card["features"]])
     assert abs(model.predict_proba(frame)[0, 1] - card["self_check"]["probability"]) < 1e-9, folder
-print("ok", len(sys.argv) - 1)
+print("ok", len(sys.argv) - 2)
 """
-    completed = subprocess.run([sys.executable, "-c", script, *map(str, VERSION_FOLDERS)], cwd=tmp_path,
+    completed = subprocess.run([sys.executable, "-c", script, str(COMMITTED_MANIFEST), *map(str, VERSION_FOLDERS)],
+                               cwd=tmp_path,
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == f"ok {len(VERSION_FOLDERS)}"

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 import pytest
 
@@ -19,15 +18,16 @@ from attrition.extracts import features_and_target, load_employees
 from attrition.schema import FEATURE_NAMES, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
 from registry.aliases import CHAMPION, promote, read_aliases
+from registry.trust import TrustedManifest, load_artifact, sha256_of
 from tests.attrition.synthetic_extracts import synthetic_extract_frames, write_extracts
 from training import evaluate
 from training.evaluate import QUALITY_BAR
 from training.pipelines import BASELINE, LOGISTIC_REGRESSION, MODEL_NAMES
-from training.train import (TrainingDataError, TrainingResult, data_fingerprint,
+from tests.training.conftest import manifest_of
+from training.train import (TrainingDataError, TrainingResult, TrustError, data_fingerprint,
                             load_training_data, main, train_all)
 
 Trained = tuple[Path, list[TrainingResult]]
-_QUIET = {"log": lambda _: None}
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -49,8 +49,14 @@ def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 @pytest.fixture
 def models_copy(trained: Trained, tmp_path: Path) -> Path:
-    """A private copy of the session's trained models folder, free to modify."""
+    """A private copy of the session's trained models folder and of its trusted manifest, free to modify."""
+    shutil.copy(manifest_of(trained[0]), manifest_of(tmp_path / "models"))
     return Path(shutil.copytree(trained[0], tmp_path / "models"))
+
+
+def _quiet(models: Path) -> dict[str, Any]:
+    """Options of a silent run pinning into the manifest of ``models``."""
+    return {"log": lambda _: None, "manifest": manifest_of(models)}
 
 
 @pytest.mark.extracts
@@ -87,7 +93,7 @@ def test_every_threshold_keeps_out_of_fold_recall_on_leavers_at_least_0_65(train
 @pytest.mark.extracts
 def test_two_trainings_on_the_same_data_give_identical_metrics(trained: Trained, extracts_dir: Path,
                                                                tmp_path: Path) -> None:
-    again = train_all(extracts_dir, tmp_path / "again", [BASELINE, LOGISTIC_REGRESSION], **_QUIET)
+    again = train_all(extracts_dir, tmp_path / "again", [BASELINE, LOGISTIC_REGRESSION], **_quiet(tmp_path / "again"))
     first = {r.name: r.card for r in trained[1]}
     for result in again:
         assert result.card.metrics == first[result.name].metrics
@@ -126,7 +132,7 @@ def test_the_card_describes_the_artifact_with_aggregates_only(trained: Trained, 
     leaked = bool(real_rows.intersection(rows_in_card))
     assert not leaked, "a real employee row appears in the card"
 
-    model = joblib.load(folder / ARTIFACT)
+    model = load_artifact(card.tag, folder / ARTIFACT, TrustedManifest.read(manifest_of(trained[0])))
     example = pd.DataFrame([card.self_check.employee], columns=list(FEATURE_NAMES))
     assert model.predict_proba(example)[0, 1] == pytest.approx(card.self_check.probability, abs=1e-12)
 
@@ -134,7 +140,7 @@ def test_the_card_describes_the_artifact_with_aggregates_only(trained: Trained, 
 @pytest.mark.extracts
 def test_a_rerun_on_the_same_data_is_unchanged_and_rewrites_nothing(models_copy: Path, extracts_dir: Path) -> None:
     before = _snapshot(models_copy)
-    results = train_all(extracts_dir, models_copy, **_QUIET)
+    results = train_all(extracts_dir, models_copy, **_quiet(models_copy))
     assert [(r.version, r.status) for r in results] == [("v1", "unchanged")] * len(MODEL_NAMES)
     assert _snapshot(models_copy) == before
 
@@ -143,12 +149,12 @@ def test_a_rerun_on_the_same_data_is_unchanged_and_rewrites_nothing(models_copy:
 def test_changed_hyperparameters_make_v2_and_leave_v1_untouched(models_copy: Path, extracts_dir: Path) -> None:
     before = _snapshot(models_copy / LOGISTIC_REGRESSION / "v1")
     changed = {LOGISTIC_REGRESSION: {"C": 1.0}}
-    [result] = train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], overrides=changed, **_QUIET)
+    [result] = train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], overrides=changed, **_quiet(models_copy))
     assert (result.version, result.status, result.card.hyperparameters["C"]) == ("v2", "created", 1.0)
     assert _snapshot(models_copy / LOGISTIC_REGRESSION / "v1") == before
     # Each definition finds its own version again.
-    [same] = train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], overrides=changed, **_QUIET)
-    [default] = train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], **_QUIET)
+    [same] = train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], overrides=changed, **_quiet(models_copy))
+    [default] = train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], **_quiet(models_copy))
     assert (same.version, same.status, default.version, default.status) == ("v2", "unchanged", "v1", "unchanged")
 
 
@@ -158,17 +164,17 @@ def test_a_new_version_never_reuses_an_existing_folder(models_copy: Path, extrac
     leftover.mkdir()
     (leftover / "note.txt").write_text("half-written by someone else")
     [result] = train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], overrides={LOGISTIC_REGRESSION: {"C": 2.0}},
-                         **_QUIET)
+                         **_quiet(models_copy))
     assert result.version == "v3"
     assert [p.name for p in leftover.iterdir()] == ["note.txt"]
 
 
 @pytest.mark.extracts
 def test_promote_best_moves_the_champion_and_a_plain_rerun_does_not(models_copy: Path, extracts_dir: Path) -> None:
-    promote(models_copy, f"{BASELINE}:v1", CHAMPION)
-    train_all(extracts_dir, models_copy, **_QUIET)
+    promote(models_copy, f"{BASELINE}:v1", CHAMPION, manifest_of(models_copy))
+    train_all(extracts_dir, models_copy, **_quiet(models_copy))
     assert read_aliases(models_copy)[CHAMPION] == f"{BASELINE}:v1"
-    results = train_all(extracts_dir, models_copy, promote_best=True, **_QUIET)
+    results = train_all(extracts_dir, models_copy, promote_best=True, **_quiet(models_copy))
     best = max((r for r in results if r.name != BASELINE), key=lambda r: r.card.metrics["cv"]["roc_auc_mean"])
     assert read_aliases(models_copy)[CHAMPION] == best.card.tag != f"{BASELINE}:v1"
 
@@ -176,10 +182,11 @@ def test_promote_best_moves_the_champion_and_a_plain_rerun_does_not(models_copy:
 @pytest.mark.extracts
 def test_a_model_below_the_quality_bar_is_not_promoted(models_copy: Path, extracts_dir: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    promote(models_copy, f"{BASELINE}:v1", CHAMPION)
+    promote(models_copy, f"{BASELINE}:v1", CHAMPION, manifest_of(models_copy))
     monkeypatch.setitem(evaluate.QUALITY_BAR, "cv_roc_auc_mean", 0.99)
     messages: list[str] = []
-    train_all(extracts_dir, models_copy, promote_best=True, log=messages.append)
+    train_all(extracts_dir, models_copy, promote_best=True, log=messages.append,
+              manifest=manifest_of(models_copy))
     assert read_aliases(models_copy)[CHAMPION] == f"{BASELINE}:v1"
     assert any(m.startswith("not promoting") for m in messages)
 
@@ -187,12 +194,45 @@ def test_a_model_below_the_quality_bar_is_not_promoted(models_copy: Path, extrac
 @pytest.mark.extracts
 def test_the_command_line_prints_progress_and_the_comparison_table(models_copy: Path, extracts_dir: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--data", str(extracts_dir), "--out", str(models_copy)]) == 0
+    manifest = manifest_of(models_copy)
+    assert main(["--data", str(extracts_dir), "--out", str(models_copy), "--manifest", str(manifest)]) == 0
     printed = capsys.readouterr().out
     assert "logistic_regression: unchanged" in printed
     assert "CV ROC AUC" in printed and "Brier" in printed
     for name in MODEL_NAMES:
         assert any(line.startswith(name) and "v1" in line for line in printed.splitlines())
+
+
+@pytest.mark.extracts
+def test_a_run_pins_each_version_it_creates_and_nothing_else(trained: Trained) -> None:
+    out, results = trained
+    pinned = TrustedManifest.read(manifest_of(out))
+    assert dict(pinned.digests) == {r.card.tag: sha256_of(out / r.name / r.version / ARTIFACT) for r in results}
+    assert all(r.card.artifact_sha256 == pinned.digests[r.card.tag] for r in results)
+
+
+@pytest.mark.extracts
+def test_a_version_pinned_to_other_bytes_is_not_written(models_copy: Path, extracts_dir: Path) -> None:
+    # A manifest that already pins logistic_regression:v2 (another models folder's v2, say).
+    manifest = manifest_of(models_copy)
+    document = json.loads(manifest.read_text())
+    document["artifacts"][f"{LOGISTIC_REGRESSION}:v2"] = "0" * 64
+    manifest.write_text(json.dumps(document))
+    before = manifest.read_bytes()
+    with pytest.raises(TrustError, match="already pinned to other bytes"):
+        train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], overrides={LOGISTIC_REGRESSION: {"C": 1.0}},
+                  **_quiet(models_copy))
+    assert not (models_copy / LOGISTIC_REGRESSION / "v2").exists() and manifest.read_bytes() == before
+
+
+@pytest.mark.extracts
+def test_an_unchanged_version_missing_from_the_manifest_is_named(models_copy: Path, extracts_dir: Path) -> None:
+    manifest = manifest_of(models_copy)
+    manifest.write_text(json.dumps({"artifacts": {}}))
+    messages: list[str] = []
+    train_all(extracts_dir, models_copy, [LOGISTIC_REGRESSION], log=messages.append, manifest=manifest)
+    assert any(f"{LOGISTIC_REGRESSION}:v1 is not in the trusted manifest" in m for m in messages)
+    assert TrustedManifest.read(manifest).digests == {}
 
 
 def test_the_command_line_names_a_missing_extract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
