@@ -1,59 +1,15 @@
 """Models: which model does better, on paper (the cards) and on the traffic actually served?"""
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
-from attrition.card import ModelCard
 from dashboard import charts
 from dashboard.audit import all_cards
+from dashboard.cards import card_summary, headline_auc
 from dashboard.context import cached_query, champion, current_window, percent, require_traces, window_label
 from registry.aliases import read_aliases
 from settings import settings
-
-
-def _metric(section: dict[str, Any], key: str) -> float | None:
-    value = section.get(key)
-    return None if value is None else float(value)
-
-
-def sourced(card: ModelCard, cv_key: str, holdout_key: str) -> str:
-    """A metric of the card with where it comes from: cross-validation (mean ± std), else the holdout split."""
-    cv, holdout = card.metrics.get("cv", {}), card.metrics.get("holdout", {})
-    mean, std = _metric(cv, f"{cv_key}_mean"), _metric(cv, f"{cv_key}_std")
-    if mean is not None:
-        return f"{mean:.3f} ± {std or 0:.3f} ({cv.get('n_splits', '?')}-fold CV)"
-    value = _metric(holdout, holdout_key)
-    return "–" if value is None else f"{value:.3f} (holdout)"
-
-
-def at_threshold(card: ModelCard, key: str) -> str:
-    """A metric at the card's threshold: out-of-fold (training's CV) when the card has it, else the holdout."""
-    selection, holdout = card.metrics.get("threshold_selection") or {}, card.metrics.get("holdout") or {}
-    if _metric(selection, key) is not None:
-        return f"{_metric(selection, key):.3f} (out-of-fold CV)"
-    value = _metric(holdout, key)
-    return "–" if value is None else f"{value:.3f} (holdout)"
-
-
-def card_summary(card: ModelCard, aliases: dict[str, str]) -> dict[str, Any]:
-    """One column of the side-by-side comparison: the card's evaluation, each figure with its source."""
-    return {
-        "model": card.tag,
-        "aliases": ", ".join(sorted(a for a, tag in aliases.items() if tag == card.tag)) or "–",
-        "ROC AUC": sourced(card, "roc_auc", "roc_auc"),
-        "PR AUC (average precision)": sourced(card, "average_precision", "average_precision"),
-        "Brier score": sourced(card, "brier", "brier"),
-        "precision at threshold": at_threshold(card, "precision"),
-        "recall at threshold": at_threshold(card, "recall"),
-        "F1 at threshold": at_threshold(card, "f1"),
-        "threshold": f"{card.threshold:.4f}",
-        "trained": card.created_at[:19].replace("T", " "),
-        "data fingerprint": card.data_fingerprint[:12],
-    }
-
 
 st.title("Models")
 answer = st.empty()  # the page's answer, once the traffic is read
@@ -71,8 +27,7 @@ if cards:
                "the card has no cross-validation.")
     st.dataframe(comparison, width="stretch", key="cards")
     # The best on paper: the highest ROC AUC, cross-validated where the card has it (as its column says).
-    scored = [(_metric(c.metrics.get("cv", {}), "roc_auc_mean") or _metric(c.metrics.get("holdout", {}), "roc_auc"), s)
-              for c, s in zip(cards, summaries)]
+    scored = [(headline_auc(card), summary) for card, summary in zip(cards, summaries)]
     best = max(((auc, s) for auc, s in scored if auc is not None), key=lambda pair: pair[0], default=(None, None))[1]
 else:
     st.info(f"No model card in {settings.models_dir}.")
