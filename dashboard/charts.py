@@ -10,6 +10,7 @@ browser test can count the marks they draw.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Sequence
 
 import altair as alt
@@ -20,6 +21,9 @@ from dashboard.time_axis import TimeAxis, display_ms, display_text
 
 MIN_PLOT_PX = 100
 ROW_STEP = 28
+LABEL_LIMIT = 280
+"""Pixels an axis label may take before it is cut: model versions and input names are read whole."""
+PSI_FLOOR = 1e-4
 FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 SVG = {"embedOptions": {"renderer": "svg"}}
 SEVERITY_COLOURS = {"drift": "#d62728", "small change": "#ff7f0e", "no evidence": "#2ca02c", "no verdict": "#bbbbbb"}
@@ -46,9 +50,20 @@ def _over_time(frame: pd.DataFrame, axis: TimeAxis, zone: str) -> pd.DataFrame:
     return timed
 
 
+def wall_clock(moment: datetime, zone: str) -> alt.DateTime:
+    """``moment``'s wall-clock time in ``zone`` as a Vega-Lite date on the UTC scales.
+
+    A scale domain of plain milliseconds draws line marks at x = 0 (Vega-Lite
+    6.4); a date object places every mark.
+    """
+    local = pd.Timestamp(moment).tz_convert(zone)
+    return alt.DateTime(year=local.year, month=local.month, date=local.day, hours=local.hour, minutes=local.minute,
+                        seconds=local.second, utc=True)
+
+
 def time_x(axis: TimeAxis, zone: str, field: str = "start") -> alt.X:
     """The x channel of a chart over time: the axis's span on a UTC scale, 24-hour labels, the zone named."""
-    domain = [display_ms(axis.start, zone), display_ms(axis.end, zone)]
+    domain = [wall_clock(axis.start, zone), wall_clock(axis.end, zone)]
     return alt.X(f"{field}:T", title=f"time ({zone}, {axis.bucket} buckets)",
                  scale=alt.Scale(type="utc", domain=domain),
                  axis=alt.Axis(format=axis.label_format, labelOverlap=True))
@@ -59,7 +74,7 @@ def volume_bars(volume: pd.DataFrame, axis: TimeAxis, zone: str, count: str) -> 
     data = _over_time(volume, axis, zone)
     chart = alt.Chart(data).mark_bar(clip=True).encode(
         x=time_x(axis, zone), x2="end:T", y=alt.Y(f"sum({count}):Q", title=count),
-        color=alt.Color("model:N", title="model version"),
+        color=alt.Color("model:N", title="model version", legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "model:N", alt.Tooltip(f"sum({count}):Q", title=count)])
     return sized(chart, 200, count.capitalize())
 
@@ -69,8 +84,9 @@ def latency_lines(percentiles: pd.DataFrame, axis: TimeAxis, zone: str) -> alt.T
     data = _over_time(percentiles, axis, zone)
     data["middle"] = data["start"] + axis.step_s * 500
     chart = alt.Chart(data).mark_line(point=True, clip=True).encode(
-        x=time_x(axis, zone, "middle"), y=alt.Y("ms:Q", title="ms"), color=alt.Color("percentile:N"),
-        strokeDash=alt.StrokeDash("measure:N", title="measure"),
+        x=time_x(axis, zone, "middle"), y=alt.Y("ms:Q", title="ms"),
+        color=alt.Color("percentile:N", legend=alt.Legend(orient="bottom")),
+        strokeDash=alt.StrokeDash("measure:N", title="measure", legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "measure:N", "percentile:N",
                  alt.Tooltip("ms:Q", format=".2f")])
     return sized(chart, 220)
@@ -84,8 +100,8 @@ def rate_bars(rates: pd.DataFrame, axis: TimeAxis, zone: str) -> alt.TopLevelMix
     data["end"] = data["start"] + half
     chart = alt.Chart(data).mark_bar(clip=True).encode(
         x=time_x(axis, zone), x2="end:T", y=alt.Y("share:Q", title="share of rows", axis=alt.Axis(format="%")),
-        color=alt.Color("rate:N", scale=alt.Scale(domain=["error rate", "fallback rate"],
-                                                  range=["#d62728", "#ff7f0e"])),
+        color=alt.Color("rate:N", scale=alt.Scale(domain=["error rate", "fallback rate"], range=["#d62728", "#ff7f0e"]),
+                        legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "rate:N", alt.Tooltip("share:Q", format=".2%"),
                  alt.Tooltip("rows:Q", title="rows in bucket")])
     return sized(chart, 160)
@@ -96,7 +112,8 @@ def share_bar(shares: pd.DataFrame) -> alt.TopLevelMixin:
     long = shares.melt(id_vars="kind", var_name="count", value_name="n")
     chart = alt.Chart(long).mark_bar().encode(
         y=alt.Y("count:N", title=None), x=alt.X("n:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
-        color=alt.Color("kind:N", title=None), tooltip=["kind:N", "count:N", "n:Q"])
+        color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["kind:N", "count:N", "n:Q"])
     return sized(chart, rows_height(2))
 
 
@@ -105,7 +122,8 @@ def positive_rate_bars(volume: pd.DataFrame) -> alt.TopLevelMixin:
     data = volume.assign(rate_text=volume["positive_rate"].map(
         lambda r: "no prediction" if pd.isna(r) else f"{100 * r:.1f} %"))
     data["label_at"] = data["positive_rate"].fillna(0.0)
-    base = alt.Chart(data).encode(y=alt.Y("model:N", title=None, sort=sorted(data["model"])))
+    base = alt.Chart(data).encode(y=alt.Y("model:N", title=None, sort=sorted(data["model"]),
+                                          axis=alt.Axis(labelLimit=LABEL_LIMIT)))
     bars = base.mark_bar().encode(
         x=alt.X("positive_rate:Q", title="predicted Oui share", axis=alt.Axis(format="%"),
                 scale=alt.Scale(domain=[0, 1])),
@@ -135,25 +153,30 @@ def probability_ticks(table: pd.DataFrame) -> alt.TopLevelMixin:
     models = sorted(table["model"].unique())
     chart = alt.Chart(table).mark_tick(thickness=2).encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="probability of leaving"),
-        y=alt.Y("model:N", title=None, sort=models), color=alt.Color("label:N", title="label"),
+        y=alt.Y("model:N", title=None, sort=models, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+        color=alt.Color("label:N", title="label", scale=alt.Scale(domain=["Oui", "Non"], range=["#d62728", "#1f77b4"])),
         tooltip=["request id:N", "model:N", alt.Tooltip("probability:Q", format=".4f")])
     return sized(chart, rows_height(len(models), 40), "Probabilities of the listed rows")
 
 
 def psi_bars(summary: pd.DataFrame) -> alt.TopLevelMixin:
     """PSI per input on a log scale (small values stay visible next to a large one), verdict as colour."""
-    data = summary.assign(shown=summary["PSI"].clip(lower=1e-4))
+    # The y sort is by field: a sort by "-x" would follow the shown PSI, and the layer's rule has no input.
+    data = summary.assign(shown=summary["PSI"].clip(lower=PSI_FLOOR), floor=PSI_FLOOR)
     top = max(1.0, float(data["shown"].max()))
+    # A log scale has no 0: each bar starts at the floor of the scale, not at 0 (where it would not be drawn).
     bars = alt.Chart(data).mark_bar().encode(
-        x=alt.X("shown:Q", title="PSI (log scale)", scale=alt.Scale(type="log", domain=[1e-4, top])),
-        y=alt.Y("input:N", sort="-x", title=None),
+        x=alt.X("shown:Q", title="PSI (log scale)", scale=alt.Scale(type="log", domain=[PSI_FLOOR, top])),
+        x2="floor:Q",
+        y=alt.Y("input:N", sort=alt.EncodingSortField("shown", order="descending"), title=None,
+                axis=alt.Axis(labelLimit=LABEL_LIMIT, labelOverlap=False)),
         color=alt.Color("verdict:N", scale=alt.Scale(domain=list(SEVERITY_COLOURS),
                                                      range=list(SEVERITY_COLOURS.values()))),
         tooltip=["input:N", "verdict:N", alt.Tooltip("PSI:Q", format=".4f"), alt.Tooltip("JS distance:Q", format=".4f"),
                  alt.Tooltip("adjusted p:Q", format=".2g")])
     limits = alt.Chart(pd.DataFrame({"shown": [PSI_WATCH, PSI_DRIFT]})).mark_rule(strokeDash=[4, 3]).encode(
         x="shown:Q")
-    return sized(alt.layer(bars, limits), rows_height(len(data), 18), "PSI per input (size of the change)")
+    return sized(alt.layer(bars, limits), rows_height(len(data), 20), "PSI per input (size of the change)")
 
 
 def reference_bars(feature: str, bins: Sequence[str], reference: Sequence[float],
@@ -162,7 +185,8 @@ def reference_bars(feature: str, bins: Sequence[str], reference: Sequence[float]
     data = pd.DataFrame({"bin": list(bins) * 2, "share": list(reference) + list(live),
                          "distribution": ["training reference"] * len(bins) + ["live"] * len(bins)})
     chart = alt.Chart(data).mark_bar().encode(
-        y=alt.Y("bin:N", sort=list(bins), title=None), yOffset="distribution:N",
+        y=alt.Y("bin:N", sort=list(bins), title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+        yOffset="distribution:N",
         x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of rows"), color="distribution:N",
         tooltip=["bin:N", "distribution:N", alt.Tooltip("share:Q", format=".1%")])
     return sized(chart, rows_height(len(bins), 24), feature)

@@ -83,14 +83,18 @@ def time_axis(start: datetime | None, end: datetime | None, first: datetime, las
 
 
 def display_ms(times: pd.Series | datetime, zone: str) -> pd.Series | int:
-    """Milliseconds of the wall-clock time in ``zone``, as if it were UTC (what the UTC scales show)."""
+    """Milliseconds of the wall-clock time in ``zone``, as if it were UTC (what the UTC scales show).
+
+    A float column: Streamlit ships frames to the browser as Arrow, where an
+    int64 column arrives as BigInt, which Vega's time scales cannot place.
+    """
     if isinstance(times, datetime):
         stamp = pd.Timestamp(times)
         stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
         wall = stamp.tz_convert(zone).tz_localize(None).tz_localize("UTC")
         return int((wall - EPOCH) // pd.Timedelta(milliseconds=1))
     wall = pd.to_datetime(times, utc=True).dt.tz_convert(zone).dt.tz_localize(None).dt.tz_localize("UTC")
-    return (wall - EPOCH) // pd.Timedelta(milliseconds=1)
+    return ((wall - EPOCH) // pd.Timedelta(milliseconds=1)).astype("float64")
 
 
 def display_text(times: pd.Series, zone: str) -> pd.Series:

@@ -12,6 +12,8 @@ from dashboard.drift import (DRIFT, FAMILY_ALPHA, MIN_EXPECTED, PSI_DRIFT, PSI_W
                              change_size, daily_worst, drifting, features_drift)
 from settings import settings
 
+SHOWN_AT_FIRST = 4
+
 st.title("Drift")
 answer = st.empty()  # the page's answer, once the inputs are judged
 st.caption(f"Has the input population moved? Each of the 30 inputs in the {window_label()} against the training "
@@ -95,9 +97,12 @@ if not scored.empty:
 
 st.subheader("Live against reference")
 compared = [d for d in drifts if d.bins]
-judged = [d.feature for d in compared if d.severity in (DRIFT, WATCH)]
-features = st.multiselect("Inputs", [d.feature for d in compared], default=judged or [d.feature for d in compared[:1]],
-                          key="drift_features", help="Opens on the inputs with a significant change.")
+judged = [d.feature for d in compared if d.severity in (DRIFT, WATCH)]  # worst first
+features = st.multiselect("Inputs", [d.feature for d in compared],
+                          default=judged[:SHOWN_AT_FIRST] or [d.feature for d in compared[:1]], key="drift_features",
+                          help=f"Opens on the (at most {SHOWN_AT_FIRST}) inputs with the strongest evidence of change.")
+if len(judged) > SHOWN_AT_FIRST:
+    st.caption(f"{len(judged) - SHOWN_AT_FIRST} more inputs changed significantly: add them above.")
 by_feature = {d.feature: d for d in drifts}
 for feature in features:
     detail = by_feature.get(feature)
