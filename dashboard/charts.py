@@ -89,7 +89,7 @@ def latency_lines(percentiles: pd.DataFrame, axis: TimeAxis, zone: str) -> alt.T
         strokeDash=alt.StrokeDash("measure:N", title="measure", legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "measure:N", "percentile:N",
                  alt.Tooltip("ms:Q", format=".2f")])
-    return sized(chart, 220)
+    return sized(chart, 220, "Latency percentiles")
 
 
 def rate_bars(rates: pd.DataFrame, axis: TimeAxis, zone: str) -> alt.TopLevelMixin:
@@ -104,7 +104,7 @@ def rate_bars(rates: pd.DataFrame, axis: TimeAxis, zone: str) -> alt.TopLevelMix
                         legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "rate:N", alt.Tooltip("share:Q", format=".2%"),
                  alt.Tooltip("rows:Q", title="rows in bucket")])
-    return sized(chart, 160)
+    return sized(chart, 160, "Error and fallback rates")
 
 
 def share_bar(shares: pd.DataFrame) -> alt.TopLevelMixin:
@@ -114,7 +114,7 @@ def share_bar(shares: pd.DataFrame) -> alt.TopLevelMixin:
         y=alt.Y("count:N", title=None), x=alt.X("n:Q", stack="normalize", title="share", axis=alt.Axis(format="%")),
         color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["kind:N", "count:N", "n:Q"])
-    return sized(chart, rows_height(2))
+    return sized(chart, rows_height(2), "Batch and single calls")
 
 
 def positive_rate_bars(volume: pd.DataFrame) -> alt.TopLevelMixin:
@@ -202,4 +202,4 @@ def daily_trend(trend: pd.DataFrame) -> alt.TopLevelMixin:
                            y=alt.Y("value:Q", title="worst score of the day"), color="score:N",
                            tooltip=["date:N", "feature:N", "rows:Q", "drifting:Q",
                                     alt.Tooltip("value:Q", format=".4f")])
-    return sized(lines, 160)
+    return sized(lines, 160, "Worst PSI and JS distance per day")
