@@ -74,7 +74,8 @@ def volume_bars(volume: pd.DataFrame, axis: TimeAxis, zone: str, count: str) -> 
     data = _over_time(volume, axis, zone)
     chart = alt.Chart(data).mark_bar(clip=True).encode(
         x=time_x(axis, zone), x2="end:T", y=alt.Y(f"sum({count}):Q", title=count),
-        color=alt.Color("model:N", title="model version", legend=alt.Legend(orient="bottom")),
+        color=alt.Color("model:N", title="model version",
+                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=LABEL_LIMIT)),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "model:N", alt.Tooltip(f"sum({count}):Q", title=count)])
     return sized(chart, 200, count.capitalize())
 
@@ -86,7 +87,8 @@ def latency_lines(percentiles: pd.DataFrame, axis: TimeAxis, zone: str) -> alt.T
     chart = alt.Chart(data).mark_line(point=True, clip=True).encode(
         x=time_x(axis, zone, "middle"), y=alt.Y("ms:Q", title="ms"),
         color=alt.Color("percentile:N", legend=alt.Legend(orient="bottom")),
-        strokeDash=alt.StrokeDash("measure:N", title="measure", legend=alt.Legend(orient="bottom")),
+        strokeDash=alt.StrokeDash("measure:N", title="measure",
+                                  legend=alt.Legend(orient="bottom", symbolType="stroke")),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "measure:N", "percentile:N",
                  alt.Tooltip("ms:Q", format=".2f")])
     return sized(chart, 220, "Latency percentiles")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-STEPS_S = (10, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 2 * 3_600, 3 * 3_600, 6 * 3_600, 12 * 3_600, 86_400,
+STEPS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 2 * 3_600, 3 * 3_600, 6 * 3_600, 12 * 3_600, 86_400,
            7 * 86_400)
 MAX_BUCKETS = 60
 """At most this many bars on a chart: each stays wide enough to see and to point at."""

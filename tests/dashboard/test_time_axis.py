@@ -21,9 +21,11 @@ def test_the_axis_covers_the_window_when_traffic_fills_it() -> None:
 def test_a_brief_burst_in_a_wide_window_is_shown_on_its_own_span() -> None:
     first = NOW - timedelta(minutes=3)
     axis = time_axis(NOW - timedelta(hours=24), NOW, first, NOW)
-    assert axis.zoomed and axis.step_s == 10
-    assert axis.start <= first and axis.end > NOW and (axis.end - axis.start).total_seconds() / 10 <= MAX_BUCKETS
+    assert axis.zoomed and axis.step_s == 5  # 36 bars of 5 s over 3 minutes
+    assert axis.start <= first and axis.end > NOW and (axis.end - axis.start).total_seconds() / 5 <= MAX_BUCKETS
     assert axis.label_format == "%H:%M:%S"
+    # 13 seconds of demo traffic: 1 s buckets, not the 1 or 2 bars of 10 s buckets
+    assert time_axis(NOW - timedelta(hours=24), NOW, NOW - timedelta(seconds=13), NOW).step_s == 1
 
 
 def test_an_open_window_spans_its_traffic_and_long_spans_show_the_date() -> None:
