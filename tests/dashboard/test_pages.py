@@ -308,3 +308,20 @@ def test_a_card_without_cross_validation_says_its_metrics_come_from_the_holdout(
     assert summary["ROC AUC"] == f"{card.metrics['holdout']['roc_auc']:.3f} (holdout)"
     assert summary["recall at threshold"] == f"{card.metrics['holdout']['recall']:.3f} (holdout)"
     assert summary["aliases"] == "champion"
+
+
+def test_times_follow_the_display_zone_of_the_sidebar(seeded_dashboard) -> None:
+    app = run_page(PREDICTIONS)
+    assert app.dataframe[0].value["received"].iloc[0].endswith(" UTC")
+    app.sidebar.selectbox(key="display_zone").set_value("Europe/Paris").run()
+    assert app.dataframe[0].value["received"].iloc[0].endswith(" Europe/Paris")
+    app.switch_page(SERVICE).run()
+    titles = [spec["encoding"]["x"]["title"] for spec in chart_specs(app)[:2]]
+    assert all(title.startswith("time (Europe/Paris, ") for title in titles)
+
+
+def test_the_service_page_says_when_the_journal_is_out_of_sight(seeded_dashboard, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(settings, "state_dir", tmp_path / "not-the-service-host")
+    app = run_page(SERVICE)
+    assert metrics(app)["Journaled, not yet in the database"] == "unknown"
+    assert any(c.value.startswith("Unknown: no journal directory at") for c in app.caption)
