@@ -88,7 +88,8 @@ def latency_lines(percentiles: pd.DataFrame, axis: TimeAxis, zone: str) -> alt.T
         x=time_x(axis, zone, "middle"), y=alt.Y("ms:Q", title="ms"),
         color=alt.Color("percentile:N", legend=alt.Legend(orient="bottom")),
         strokeDash=alt.StrokeDash("measure:N", title="measure",
-                                  legend=alt.Legend(orient="bottom", symbolType="stroke")),
+                                  legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeColor="black",
+                                                    symbolStrokeWidth=2)),
         tooltip=[alt.Tooltip("when:N", title="bucket from"), "measure:N", "percentile:N",
                  alt.Tooltip("ms:Q", format=".2f")])
     return sized(chart, 220, "Latency percentiles")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -325,3 +326,18 @@ def test_the_service_page_says_when_the_journal_is_out_of_sight(seeded_dashboard
     app = run_page(SERVICE)
     assert metrics(app)["Journaled, not yet in the database"] == "unknown"
     assert any(c.value.startswith("Unknown: no journal directory at") for c in app.caption)
+
+
+def test_a_card_without_a_reference_for_an_input_names_it(seeded_dashboard, tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "models" / LOGISTIC[0] / LOGISTIC[1]
+    folder.mkdir(parents=True)
+    card = json.loads((Path(settings.models_dir) / LOGISTIC[0] / LOGISTIC[1] / "card.json").read_text("utf-8"))
+    del card["reference_distributions"]["age"]
+    (folder / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    monkeypatch.setattr(settings, "models_dir", tmp_path / "models")
+    app = run_page(DRIFT)
+    assert any("holds no training reference for age" in w.value for w in app.warning)
+    table = app.dataframe[0].value.set_index("input")
+    assert table.loc["age", "verdict"] == "no verdict" and "no training reference" in table.loc["age", "note"]
+    app.multiselect(key="drift_features").set_value([SHIFTED_INPUT]).run()
+    assert not app.exception
