@@ -198,7 +198,7 @@ def reference_bars(feature: str, bins: Sequence[str], reference: Sequence[float]
 def daily_trend(trend: pd.DataFrame) -> alt.TopLevelMixin:
     """The worst PSI and JS distance of each day (a UTC day, as the SQL counts it) with enough rows."""
     data = trend.assign(day_ms=display_ms(trend["day"], "UTC"))
-    data["date"] = pd.to_datetime(trend["day"], utc=True).dt.strftime("%Y-%m-%d")
+    data["date"] = pd.to_datetime(trend["day"], utc=True).dt.strftime("%Y-%m-%d UTC")
     lines = alt.Chart(data).transform_fold(["worst_psi", "worst_js"], as_=["score", "value"]).mark_line(
         point=True).encode(x=alt.X("day_ms:T", title="day (UTC)", scale=alt.Scale(type="utc"),
                                    axis=alt.Axis(format="%d %b", tickCount="day")),
