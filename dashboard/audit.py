@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from attrition.card import ModelCard
-from attrition.schema import FEATURES
+from attrition.schema import FEATURES, NEGATIVE_LABEL, POSITIVE_LABEL
 from dashboard.drift import outside_reference, reference_percentile
 
 PROBABILITY_DECIMALS = 6
@@ -136,3 +136,22 @@ def trace_json(trace: Mapping[str, Any]) -> str:
 def rows_csv(frame: pd.DataFrame) -> bytes:
     """A frame of traces as CSV bytes (UTF-8)."""
     return frame.to_csv(index=False).encode("utf-8")
+
+
+LISTED_NAMES = {"received_at": "received", "employee_id": "employee id", "model": "model", "label": "label",
+                "probability": "probability", "threshold": "threshold", "status": "status", "fallback": "fallback",
+                "endpoint": "endpoint", "total_ms": "total ms", "request_id": "request id"}
+"""The listed traces' columns as an analyst reads them: when, who, which model, what answer; ids last."""
+
+
+def listed_table(rows: pd.DataFrame, zone: str) -> pd.DataFrame:
+    """Trace rows (``queries.prediction_rows``) in the analyst's order and words, times in ``zone`` (24-hour)."""
+    table = pd.DataFrame(index=rows.index)
+    received = pd.to_datetime(rows["received_at"], utc=True)
+    table["received"] = received.dt.tz_convert(zone).dt.strftime("%Y-%m-%d %H:%M:%S") + f" {zone}"
+    table["employee_id"] = rows["employee_id"].astype("Int64")
+    table["model"] = rows["model_name"] + ":" + rows["model_version"]
+    table["label"] = rows["prediction"].map({1: POSITIVE_LABEL, 0: NEGATIVE_LABEL}).fillna("none (error)")
+    for column in ("probability", "threshold", "status", "fallback", "endpoint", "total_ms", "request_id"):
+        table[column] = rows[column]
+    return table.rename(columns=LISTED_NAMES)

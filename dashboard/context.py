@@ -1,4 +1,5 @@
-"""What every page shares: the read-only database connection, the time window, cached queries, the empty state."""
+"""What every page shares: the read-only database connection, the time window and display zone, cached queries,
+the read log, the empty state, the champion."""
 from __future__ import annotations
 
 import sqlite3
@@ -14,8 +15,10 @@ from sqlalchemy.engine import Engine, make_url
 
 from dashboard import queries
 from dashboard.queries import Window
+from dashboard.time_axis import TimeAxis, time_axis
 from persistence.database import make_engine, normalize_url
 from persistence.reads import record_read
+from registry.aliases import CHAMPION, read_aliases
 from settings import settings
 
 WINDOWS = {"Last hour": timedelta(hours=1), "Last 24 hours": timedelta(hours=24), "Last 7 days": timedelta(days=7),
@@ -23,6 +26,9 @@ WINDOWS = {"Last hour": timedelta(hours=1), "Last 24 hours": timedelta(hours=24)
 DEFAULT_WINDOW = "Last 24 hours"
 WINDOW_KEY = "window"
 CUSTOM_RANGE_KEY = "window_range"
+ZONE_KEY = "display_zone"
+ZONES = ("UTC", "Europe/Paris", "Europe/London", "America/New_York", "Asia/Tokyo")
+"""Display zones offered in the sidebar: every time on every page is shown in the chosen one, named."""
 
 COUNTING_NOTE = ("A **request** is an HTTP call (a batch counts once); a **row** is a trace (one per predicted "
                  "employee). An **error** is a trace with status `error` and no prediction; a **fallback** a row "
@@ -153,6 +159,7 @@ def sidebar_window() -> None:
         today = datetime.now(timezone.utc).date()
         st.sidebar.date_input("From / to (UTC, inclusive)", value=(today - timedelta(days=7), today),
                               key=CUSTOM_RANGE_KEY)
+    st.sidebar.selectbox("Time zone", ZONES, key=ZONE_KEY, help="Every time shown, on axes, tooltips and tables.")
     backend = queries.backend(engine())
     st.sidebar.caption(f"Database: {backend} (read-only), queries cached {settings.dashboard_cache_ttl_s:g} s.")
 
@@ -196,11 +203,21 @@ def require_traces(window: Window) -> dict[str, Any]:
     return totals
 
 
-def chart_step(window: Window, totals: dict[str, Any]) -> int:
-    """The bucket width (seconds) of charts over time for the window."""
-    start = window.start or totals["first"]
-    end = window.end or totals["last"] or start
-    return queries.time_step(max(end - start, timedelta(minutes=1)))
+def display_zone() -> str:
+    """The zone times are shown in (the sidebar's choice, UTC by default)."""
+    return str(st.session_state.get(ZONE_KEY, ZONES[0]))
+
+
+def chart_axis(window: Window, totals: dict[str, Any]) -> TimeAxis:
+    """The span and bucket width of the page's charts over time: the window, or its traffic when that is brief."""
+    now = datetime.now(timezone.utc)
+    end = window.end or (now if window.start is not None else None)
+    return time_axis(window.start, end, totals["first"], totals["last"])
+
+
+def champion() -> str | None:
+    """``name:version`` of the champion model (``models/aliases.json``), if one is named."""
+    return read_aliases(settings.models_dir).get(CHAMPION)
 
 
 def percent(value: float | None) -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from attrition.schema import FEATURES, Employee
 from attrition.synthetic import synthetic_employee
@@ -160,11 +162,11 @@ def valid_models(client: httpx.Client) -> list[str]:
     return [f"{m['name']}:{m['version']}" for m in models if m.get("valid", True)]
 
 
-def progress(done: int, total: int, failures: int, width: int = 40) -> None:
-    """A one-line progress bar on stderr."""
-    filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests, {failures} failed")
-    sys.stderr.flush()
+def progress_bar() -> Progress:
+    """The progress bar of the calls on stderr (rich draws it, or prints plain lines off a terminal)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("requests, {task.fields[failures]} failed"), TimeElapsedColumn(),
+                    console=Console(stderr=True))
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -207,11 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         def send(call: Call) -> int:
             return client.post(call.path, json=call.body).status_code
 
-        with ThreadPoolExecutor(max_workers=max(args.concurrency, 1)) as pool:
+        with ThreadPoolExecutor(max_workers=max(args.concurrency, 1)) as pool, progress_bar() as bar:
+            task = bar.add_task("demo traffic", total=len(calls), failures=0)
             for done, status in enumerate(pool.map(send, calls), start=1):
                 statuses[status] = statuses.get(status, 0) + 1
-                progress(done, len(calls), done - statuses.get(200, 0))
-    sys.stderr.write("\n")
+                bar.update(task, advance=1, failures=done - statuses.get(200, 0))
     rows = sum(c.rows for c in calls)
     print(f"{len(calls)} requests ({rows} rows) to {', '.join(models)} in {time.monotonic() - started:.1f} s; "
           f"answers: {dict(sorted(statuses.items()))}")

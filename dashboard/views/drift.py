@@ -1,34 +1,44 @@
 """Drift: has the input population moved away from what the serving model was trained on?"""
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
+from attrition.schema import FEATURES
+from dashboard import charts
 from dashboard.audit import read_card
-from dashboard.context import cached_query, current_window, percent, require_traces, window_label
-from dashboard.drift import DRIFT, PSI_DRIFT, PSI_WATCH, WATCH, daily_worst, features_drift
+from dashboard.context import cached_query, champion, current_window, percent, require_traces, window_label
+from dashboard.drift import (DRIFT, FAMILY_ALPHA, MIN_EXPECTED, PSI_DRIFT, PSI_WATCH, WATCH,
+                             change_size, daily_worst, drifting, features_drift)
 from settings import settings
 
-SEVERITY_MARK = {DRIFT: "DRIFT", WATCH: "watch", "stable": "stable", "no verdict": "no verdict"}
+SHOWN_AT_FIRST = 4
 
 st.title("Drift")
+answer = st.empty()  # the page's answer, once the inputs are judged
 st.caption(f"Has the input population moved? Each of the 30 inputs in the {window_label()} against the training "
            "reference stored in the card of the model version that served it.")
 st.markdown(
-    f"**PSI** (population stability index): below {PSI_WATCH} stable, {PSI_WATCH}–{PSI_DRIFT} watch, "
-    f"{PSI_DRIFT} and above drift. **Jensen–Shannon distance** with the natural log (0 to 0.83). Numeric inputs "
-    "are compared on the reference histogram's own bins, categorical inputs on their shares; empty bins count "
-    f"as 0.0001. No verdict below **{settings.drift_min_rows} rows** (setting `FUTURISYS_DRIFT_MIN_ROWS`).")
+    f"**Verdict**: per input, a chi-square goodness-of-fit of the live counts against the card's shares (bins "
+    f"merged until each expects {MIN_EXPECTED:g} rows), with Holm's adjustment over every input tested, so a window "
+    f"with no drift raises the alarm at most {FAMILY_ALPHA:.0%} of the time. An input **drifts** when its change is "
+    f"significant and not small (PSI ≥ {PSI_WATCH}); significant but small (PSI < {PSI_WATCH}) is a "
+    f"**small change**. **Size of the change**: PSI (below {PSI_WATCH} small, {PSI_WATCH}–{PSI_DRIFT} moderate, "
+    f"{PSI_DRIFT} and above large) and Jensen–Shannon distance (natural log, 0 to 0.83); empty bins count as "
+    f"0.0001. No verdict below **{settings.drift_min_rows} rows** (setting `FUTURISYS_DRIFT_MIN_ROWS`).")
 
 window = current_window()
 require_traces(window)
 volume = cached_query("model_volume", window).sort_values("rows", ascending=False)
 served = volume["model"].tolist()
-chosen = st.selectbox("Model version that served", served, key="drift_model")
+lead = champion()
+# Open on the champion when it served in the window: the model whose inputs matter most.
+chosen = st.selectbox("Model version that served", served, index=served.index(lead) if lead in served else 0,
+                      key="drift_model", help="Opens on the champion" + (f" ({lead})" if lead else ""))
 record = volume[volume["model"] == chosen].iloc[0]
 card = read_card(settings.models_dir, record["model_name"], record["model_version"])
 if card is None:
+    answer.warning(f"**No verdict**: the card of {chosen} is not in {settings.models_dir}.")
     st.warning(f"The card of {chosen} is not in {settings.models_dir}: no reference to compare with.")
     st.stop()
 references = card.reference_distributions
@@ -39,66 +49,72 @@ counts = cached_query("drift_counts", window, record["model_name"], record["mode
 if in_window > settings.drift_max_rows:
     st.info(f"Sampled: the newest {settings.drift_max_rows:,} of the {in_window:,} rows of {chosen} in this window "
             "(setting `FUTURISYS_DRIFT_MAX_ROWS`).")
-drifts = features_drift(counts, references, settings.drift_min_rows)
-rows = drifts[0].rows if drifts else 0
-if rows < settings.drift_min_rows:
+drifts = features_drift(counts, references, settings.drift_min_rows, features=[f.name for f in FEATURES])
+tested = [d for d in drifts if d.adjusted_p is not None]
+rows = max((d.rows for d in drifts), default=0)
+moved = drifting(drifts)
+small = [d.feature for d in drifts if d.severity == WATCH]
+unreferenced = [d.feature for d in drifts if not d.bins]  # the card holds no reference for them
+if not tested:
+    answer.warning(f"**No verdict**: {rows:,} rows of {chosen} in the {window_label()}, fewer than the "
+                   f"{settings.drift_min_rows} needed.")
     st.warning(f"No verdict: {rows} rows of {chosen} in this window, fewer than the {settings.drift_min_rows} "
                "needed. Widen the time window or send more traffic.")
+elif moved:
+    answer.error(f"**{len(moved)} of {len(tested)} inputs drift** ({rows:,} rows of {chosen}): " + ", ".join(moved))
+else:
+    answer.success(f"**No input drifts** ({len(tested)} inputs tested, {rows:,} rows of {chosen})"
+                   + (f"; {len(small)} significant but small changes." if small else "."))
+if unreferenced:
+    st.warning(f"The card of {chosen} holds no training reference for {', '.join(unreferenced)}: "
+               "these inputs are not compared.")
 
-drifting = [d.feature for d in drifts if d.severity == DRIFT]
-watched = [d.feature for d in drifts if d.severity == WATCH]
 flagged, watching, outside = st.columns(3)
-flagged.metric("Inputs drifting", f"{len(drifting)} / {len(drifts)}", help=", ".join(drifting) or None)
-watching.metric("Inputs to watch", f"{len(watched)} / {len(drifts)}", help=", ".join(watched) or None)
+flagged.metric("Inputs drifting", f"{len(moved)} / {len(tested)}", help=", ".join(moved) or None)
+watching.metric("Significant but small", f"{len(small)} / {len(tested)}", help=", ".join(small) or None)
 worst_outside = max(drifts, key=lambda d: d.outside_share) if drifts else None
 outside.metric("Largest share outside training",
                percent(worst_outside.outside_share if worst_outside else None),
                help=None if worst_outside is None else f"{worst_outside.feature}: values outside the training "
                                                        "range, or categories training never saw")
-if drifting:
-    st.error("Drifting: " + ", ".join(drifting))
 
 summary = pd.DataFrame([{
-    "input": d.feature, "kind": d.kind, "severity": SEVERITY_MARK[d.severity], "PSI": d.psi,
-    "JS distance": d.js_distance, "outside training": d.outside_share, "rows": d.rows} for d in drifts])
+    "input": d.feature, "kind": d.kind, "verdict": d.severity, "adjusted p": d.adjusted_p, "p": d.p_value,
+    "PSI": d.psi, "size": change_size(d.psi), "JS distance": d.js_distance, "outside training": d.outside_share,
+    "rows": d.rows, "note": d.note} for d in drifts])
 st.dataframe(summary, hide_index=True, width="stretch", key="drift_table",
-             column_config={"PSI": st.column_config.NumberColumn(format="%.4f"),
+             column_config={"adjusted p": st.column_config.NumberColumn(format="%.2g", help="Holm-adjusted"),
+                            "p": st.column_config.NumberColumn(format="%.2g"),
+                            "PSI": st.column_config.NumberColumn(format="%.4f"),
                             "JS distance": st.column_config.NumberColumn(format="%.4f"),
                             "outside training": st.column_config.NumberColumn(format="percent")})
 
 scored = summary.dropna(subset=["PSI"])
 if not scored.empty:
-    bars = alt.Chart(scored).mark_bar().encode(
-        x=alt.X("PSI:Q"), y=alt.Y("input:N", sort="-x", title=None),
-        color=alt.Color("severity:N", scale=alt.Scale(domain=list(SEVERITY_MARK.values()),
-                                                      range=["#d62728", "#ff7f0e", "#2ca02c", "#bbbbbb"])),
-        tooltip=["input:N", alt.Tooltip("PSI:Q", format=".4f"), alt.Tooltip("JS distance:Q", format=".4f")])
-    limits = alt.Chart(pd.DataFrame({"PSI": [PSI_WATCH, PSI_DRIFT]})).mark_rule(strokeDash=[4, 3]).encode(x="PSI:Q")
-    st.altair_chart(alt.layer(bars, limits).properties(height=520, title="PSI per input, worst first"),
-                    width="stretch")
+    st.altair_chart(charts.psi_bars(scored), width="stretch")
+    st.caption(f"Log scale: a PSI below 0.0001 is drawn at 0.0001. Dashed lines: {PSI_WATCH} and {PSI_DRIFT}. "
+               "The colour is the verdict of the test, not the PSI band.")
 
 st.subheader("Live against reference")
-feature = st.selectbox("Input", [d.feature for d in drifts], key="drift_feature")
-detail = next(d for d in drifts if d.feature == feature)
-shares = pd.DataFrame({"bin": list(detail.bins) * 2,
-                       "share": list(detail.reference_shares) + list(detail.live_shares),
-                       "distribution": ["training reference"] * len(detail.bins) + ["live"] * len(detail.bins)})
-st.altair_chart(
-    alt.Chart(shares).mark_bar().encode(
-        x=alt.X("bin:N", sort=list(detail.bins), title=feature), xOffset="distribution:N",
-        y=alt.Y("share:Q", axis=alt.Axis(format="%")), color="distribution:N",
-        tooltip=["bin:N", "distribution:N", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=260),
-    width="stretch")
+compared = [d for d in drifts if d.bins]
+judged = [d.feature for d in compared if d.severity in (DRIFT, WATCH)]  # worst first
+features = st.multiselect("Inputs", [d.feature for d in compared],
+                          default=judged[:SHOWN_AT_FIRST] or [d.feature for d in compared[:1]], key="drift_features",
+                          help=f"Opens on the (at most {SHOWN_AT_FIRST}) inputs with the strongest evidence of change.")
+if len(judged) > SHOWN_AT_FIRST:
+    st.caption(f"{len(judged) - SHOWN_AT_FIRST} more inputs changed significantly: add them above.")
+by_feature = {d.feature: d for d in drifts}
+for feature in features:
+    detail = by_feature.get(feature)
+    if detail is None or not detail.bins:
+        st.info(f"`{feature}`: the card of {chosen} holds no training reference for this input.")
+        continue
+    st.altair_chart(charts.reference_bars(f"{feature} — {detail.severity}", detail.bins, detail.reference_shares,
+                                          detail.live_shares), width="stretch")
 
 st.subheader("Worst scores per day")
 trend = daily_worst(counts, references, settings.drift_min_rows)
 if trend.empty:
     st.caption(f"No day with at least {settings.drift_min_rows} rows of {chosen} in this window.")
 else:
-    lines = alt.Chart(trend).transform_fold(["worst_psi", "worst_js"], as_=["score", "value"]).mark_line(
-        point=True).encode(x=alt.X("day:T", title="day (UTC)"), y=alt.Y("value:Q", title="worst score of the day"),
-                           color="score:N", tooltip=["day:T", "feature:N", "rows:Q", "value:Q"])
-    limits = alt.Chart(pd.DataFrame({"value": [PSI_WATCH, PSI_DRIFT]})).mark_rule(strokeDash=[4, 3]).encode(
-        y="value:Q")
-    st.altair_chart(alt.layer(lines, limits).properties(height=220), width="stretch")
+    st.altair_chart(charts.daily_trend(trend), width="stretch")

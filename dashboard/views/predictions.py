@@ -1,14 +1,16 @@
 """Predictions: what did the service answer, and can we reproduce it? The filtered traces and one request's audit."""
 from __future__ import annotations
 
-import altair as alt
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
 from attrition.schema import NEGATIVE_LABEL, POSITIVE_LABEL
-from dashboard import queries
-from dashboard.audit import input_standing, read_card, reproduce, rows_csv, trace_json
-from dashboard.context import (COUNTING_NOTE, cached_query, current_window, engine, log_read, require_traces,
-                               window_label)
+from dashboard import charts, queries
+from dashboard.audit import input_standing, listed_table, read_card, reproduce, rows_csv, trace_json
+from dashboard.context import (COUNTING_NOTE, cached_query, current_window, display_zone, engine, log_read,
+                               percent, require_traces, window_label)
 from dashboard.queries import PredictionFilter
 from settings import settings
 
@@ -37,10 +39,14 @@ def audit_view(request_id: str) -> None:
     employee_id = "–" if trace["employee_id"] is None else str(trace["employee_id"])
     error = f": {trace['error']}" if trace["error"] else ""
     inference = "–" if trace["inference_ms"] is None else f"{trace['inference_ms']:.2f} ms"
+    zone = display_zone()
+    received = pd.Timestamp(trace["received_at"]).tz_localize("UTC") if pd.Timestamp(trace["received_at"]).tzinfo \
+        is None else pd.Timestamp(trace["received_at"])
+    received = received.tz_convert(zone)
     st.markdown(
         f"**Model** `{trace['model_name']}:{trace['model_version']}` (asked: `{trace['requested_model']}`) · "
         f"**artifact sha256** `{trace['model_sha256']}`  \n"
-        f"**Received** {trace['received_at']:%Y-%m-%d %H:%M:%S.%f} UTC · **endpoint** `{trace['endpoint']}`{row} · "
+        f"**Received** {received:%Y-%m-%d %H:%M:%S.%f} {zone} · **endpoint** `{trace['endpoint']}`{row} · "
         f"**employee id** {employee_id} · **status** {trace['status']}{error}  \n"
         f"**Timings** inference {inference} · total {trace['total_ms']:.2f} ms · service {trace['service_version']}")
     st.subheader("The 30 inputs, against the model's training reference")
@@ -63,57 +69,65 @@ def audit_view(request_id: str) -> None:
 
 
 st.title("Predictions")
+answer = st.empty()  # the page's answer, once the filter is read
 st.caption(f"What did the service answer? Traces of the {window_label()}, newest first. {COUNTING_NOTE}")
 window = current_window()
 require_traces(window)
 volume = cached_query("model_volume", window)
+zone = display_zone()
 
-names, versions, label, probability, employee = st.columns([2, 2, 1, 2, 1])
-chosen_names = names.multiselect("Model", sorted(volume["model_name"].unique()), key="filter_models")
-chosen_versions = versions.multiselect("Version", sorted(volume["model_version"].unique()), key="filter_versions")
+models, label, probability, employee = st.columns([3, 1, 2, 1])
+chosen_models = models.multiselect("Model version", sorted(volume["model"].unique()), key="filter_models")
 chosen_label = label.selectbox("Predicted label", list(LABELS), key="filter_label")
 low, high = probability.slider("Probability", 0.0, 1.0, (0.0, 1.0), step=0.01, key="filter_probability")
 employee_text = employee.text_input("Employee id", key="filter_employee").strip()
 employee_id = int(employee_text) if employee_text.isdigit() else None
 if employee_text and employee_id is None:
     employee.caption("An employee id is a whole number.")
-selection = PredictionFilter(tuple(chosen_names), tuple(chosen_versions), LABELS[chosen_label], low, high,
-                             employee_id)
+selection = PredictionFilter(tuple(chosen_models), LABELS[chosen_label], low, high, employee_id)
 
-matching = cached_query("prediction_count", window, selection)
+
+def asked() -> dict[str, Any]:
+    """The read as the read log records it: the window and the filter."""
+    return {"from": window.start, "to": window.end, "models": list(selection.models),
+            "prediction": selection.prediction, "probability": [selection.probability_min, selection.probability_max],
+            "employee_id": selection.employee_id}
+
+
+summary = cached_query("prediction_summary", window, selection)
+matching = summary["rows"]
+oui = summary["positives"] / summary["predicted"] if summary["predicted"] else None
+mean = "–" if summary["mean_probability"] is None else f"{summary['mean_probability']:.3f}"
+answer.info(f"**{matching:,} rows match**: {percent(oui)} predicted {POSITIVE_LABEL}, mean probability {mean}"
+            + ("" if employee_id is None else f", employee {employee_id}") + f", over the {window_label()}.")
 rows = cached_query("prediction_rows", window, selection, TABLE_ROWS)
-st.markdown(f"**{matching:,} rows** match" + (f" (the newest {TABLE_ROWS} below)" if matching > TABLE_ROWS else "")
-            + ". Select a row to open its audit view.")
-table = rows.assign(label=rows["prediction"].map({1: POSITIVE_LABEL, 0: NEGATIVE_LABEL}))
-picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                      key="predictions_table")
-selected_rows = picked.selection.rows if picked is not None else []
-if selected_rows:
-    st.query_params["request_id"] = str(table.iloc[selected_rows[0]]["request_id"])
+# Listing trace rows (and filtering by an employee) reads personal data: recorded first, or not shown.
+if log_read("dashboard:predictions", asked(), len(rows), employee_id=selection.employee_id):
+    st.markdown(f"**{matching:,} rows** match" + (f" (the newest {TABLE_ROWS} below)" if matching > TABLE_ROWS
+                                                  else "") + ". Select a row to open its audit view.")
+    table = listed_table(rows, zone)
+    picked = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                          key="predictions_table",
+                          column_config={"probability": st.column_config.NumberColumn(format="%.4f"),
+                                         "threshold": st.column_config.NumberColumn(format="%.4f"),
+                                         "total ms": st.column_config.NumberColumn(format="%.1f")})
+    selected_rows = picked.selection.rows if picked is not None else []
+    if selected_rows:
+        st.query_params["request_id"] = str(table.iloc[selected_rows[0]]["request id"])
+    if not table.empty and table["probability"].notna().any():
+        st.altair_chart(charts.probability_ticks(table.dropna(subset=["probability"])), width="stretch")
 
 
 def export_csv() -> bytes:
-    """The filtered rows as CSV, built when the button is clicked, and recorded in the read log."""
+    """The filtered rows as CSV (the table's columns), built on click and recorded in the read log."""
     frame = queries.prediction_rows(engine(), window, selection, settings.dashboard_max_export_rows)
-    asked = {"from": window.start, "to": window.end, "models": list(selection.model_names),
-             "versions": list(selection.model_versions), "prediction": selection.prediction,
-             "probability": [selection.probability_min, selection.probability_max],
-             "employee_id": selection.employee_id}
-    if not log_read("dashboard:export-csv", asked, len(frame), employee_id=selection.employee_id):
+    if not log_read("dashboard:export-csv", asked(), len(frame), employee_id=selection.employee_id):
         return b""
-    return rows_csv(frame)
+    return rows_csv(listed_table(frame, zone))
 
 
 st.download_button(f"Filtered rows as CSV (at most {settings.dashboard_max_export_rows:,})", data=export_csv,
                    file_name="predictions.csv", mime="text/csv", key="rows_csv")
-
-if not rows.empty:
-    st.altair_chart(
-        alt.Chart(table.dropna(subset=["probability"])).mark_tick().encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("model_name:N", title="model"),
-            color=alt.Color("label:N", title="label"), tooltip=["request_id", "probability", "model_version"],
-        ).properties(height=140, title="Probabilities of the listed rows"),
-        width="stretch")
 
 request_id = st.query_params.get("request_id")
 if request_id:
