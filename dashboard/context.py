@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from dashboard import queries
 from dashboard.queries import Window
-from persistence.database import make_engine, normalize_url
-from persistence.reads import record_read
+from persistence.database.engine import make_engine, normalize_url
+from persistence.personal_data.reads import record_read
 from settings import settings
 
 WINDOWS = {"Last hour": timedelta(hours=1), "Last 24 hours": timedelta(hours=24), "Last 7 days": timedelta(days=7),

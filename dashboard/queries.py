@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from attrition.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from persistence.schema import prediction_traces as traces
+from persistence.database.schema import prediction_traces as traces
 
 LATENCY_EDGES_MS = (0.0, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
                     1_000, 2_000, 5_000, 10_000, 30_000, 60_000)

@@ -15,8 +15,8 @@ from dashboard import queries
 from dashboard.audit import read_card, rows_csv, trace_json
 from dashboard.context import read_only_engine
 from dashboard.queries import PredictionFilter, Window
-from persistence.database import make_engine
-from persistence.schema import prediction_traces, trace_reads
+from persistence.database.engine import make_engine
+from persistence.database.schema import prediction_traces, trace_reads
 from settings import settings
 from tests.dashboard.conftest import APP
 from tests.dashboard.seed import (AUDITED_REQUEST, LOGISTIC, SHIFTED_INPUT, SHIFTED_VALUE, TAMPERED_REQUEST,
