@@ -81,7 +81,7 @@ class TraceWriter:
             database_url or settings.resolved_database_url)
         self.commit_deadline_s = (commit_deadline_ms or settings.commit_deadline_ms) / 1000
         self.store = make_trace_store(self.engine, commit_deadline_ms or settings.commit_deadline_ms)
-        # PostgreSQL's store commits from the event loop; the others run in a worker thread.
+        # PostgreSQL's store commits from the event loop on an async connection of its own, closed at stop().
         self._insert_async = getattr(self.store, "insert_async", None)
         # The journal directory is recorded for this database: only this database ever replays it.
         self.journal = TraceJournal(

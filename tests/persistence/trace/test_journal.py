@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
-from persistence.__main__ import main as persistence_command
+from persistence.cli.commands import main as persistence_command
 from persistence.database import engine as database
 from persistence.database.engine import database_fingerprint, database_identity
 from persistence.database.traces import Trace

@@ -274,7 +274,7 @@ def test_a_killed_writer_task_is_restarted_its_group_journaled(
         try:
             blocker.execute("BEGIN EXCLUSIVE")  # the group below waits for the lock: it is in flight
             pending = asyncio.ensure_future(writer.record(held))
-            await until(lambda: bool(writer._in_flight))
+            await until(lambda: bool(writer.queue.in_flight))
             writer._flusher.cancel()  # the writer's task dies with a group in its hands
             outcome = await asyncio.wait_for(pending, timeout=HANG_GUARD_S)
             healthy = writer.healthy
