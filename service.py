@@ -24,7 +24,7 @@ from api.middleware import EdgeMiddleware
 from api.openapi import ServiceDocument, document_answers
 from api.parameters import ModelReference, Offset, PeriodBound, RequestId, StoredId
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
-from persistence.queries import MAX_PAGE_SIZE
+from persistence.database.queries import MAX_PAGE_SIZE
 from predictions.answers import (Health, Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage,
                                  TraceRecord)
 from predictions.layer import PredictionLayer

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 EXCEPTION_LOGGERS = ("bentoml._internal.server.http_app", "bentoml.serve", "uvicorn.error", "api.errors",
-                     "predictions.layer", "persistence.writer", "persistence.replay", "persistence.journal")
+                     "predictions.layer", "persistence.trace.writer", "persistence.trace.replay",
+                     "persistence.trace.journal")
 """Loggers that log exceptions met while answering (BentoML's API wrapper, the ASGI server, the service's own)."""
 ACCESS_LOGGER = "bentoml.access"
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from attrition.schema import FEATURE_NAMES, NEGATIVE_LABEL, POSITIVE_LABEL, Employee
-from persistence.database import normalize_url
+from persistence.database.engine import normalize_url
 from registry.aliases import CHAMPION, read_aliases
 from registry.trust import load_artifact
 from settings import settings

@@ -30,7 +30,7 @@ if str(PROJECT_ROOT) not in sys.path:
 
 from attrition.schema import FEATURE_NAMES  # noqa: E402
 from dashboard.demo_traffic import champion_references, reference_employee  # noqa: E402
-from persistence.migrate import upgrade  # noqa: E402
+from persistence.database.migrate import upgrade  # noqa: E402
 from settings import settings  # noqa: E402
 
 PAGES = ("service", "predictions", "models", "drift")

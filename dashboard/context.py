@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine, make_url
 from dashboard import queries
 from dashboard.queries import Window
 from dashboard.time_axis import TimeAxis, time_axis
-from persistence.database import make_engine, normalize_url
-from persistence.reads import record_read
+from persistence.database.engine import make_engine, normalize_url
+from persistence.personal_data.reads import record_read
 from registry.aliases import CHAMPION, read_aliases
 from settings import settings
 

@@ -21,7 +21,7 @@ from typing import Sequence
 import sqlalchemy as sa
 from psycopg import sql
 
-from persistence.database import normalize_url
+from persistence.database.engine import normalize_url
 from settings import settings
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

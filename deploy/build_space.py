@@ -249,7 +249,7 @@ def build_space(out: Path, skip_import: bool = False) -> str:
     return tag
 
 
-DASHBOARD_SOURCES = ("dashboard", "attrition", "persistence", "registry", "api", "settings.py", "models",
+DASHBOARD_SOURCES = ("dashboard", "attrition", "persistence", "registry", "api", "settings", "models",
                      "requirements.txt", ".streamlit")
 """What the dashboard Space needs: the app, the modules it imports, the model versions it re-scores."""
 DASHBOARD_FRONT_MATTER = {**SPACE_FRONT_MATTER, "title": "Futurisys Attrition Dashboard", "emoji": "📊",

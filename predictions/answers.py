@@ -3,7 +3,7 @@
 The hot answers (:class:`Prediction`, :class:`PredictionBatch`) hold JSON
 types only, so ``api.responses.AnswerResponse`` renders them with orjson
 straight from their fields. :class:`TraceRecord` is derived from the one
-declaration of a trace's columns (:class:`persistence.traces.Trace`).
+declaration of a trace's columns (:class:`persistence.database.traces.Trace`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from attrition.card import ModelCard
 from attrition.schema import NEGATIVE_LABEL, POSITIVE_LABEL
-from persistence import traces
+from persistence.database import traces
 
 Label = Literal["Oui", "Non"]
 assert set(typing.get_args(Label)) == {POSITIVE_LABEL, NEGATIVE_LABEL}

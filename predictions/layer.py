@@ -22,9 +22,10 @@ from sqlalchemy.engine import Engine
 from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, InvalidRequest, TraceNotStored, UnknownEmployee,
                               UnknownRequest, problem)
 from attrition.schema import EXAMPLE_EMPLOYEE, NEGATIVE_LABEL, POSITIVE_LABEL, Employee, feature_schema
-from persistence import dataset, queries, reads
-from persistence.traces import Trace
-from persistence.writer import TraceWriteError, TraceWriter
+from persistence.database import dataset, queries
+from persistence.database.traces import Trace
+from persistence.personal_data import reads
+from persistence.trace.writer import TraceWriteError, TraceWriter
 from predictions.answers import (DatasetSummary, Health, Metadata, ModelDetail, ModelList, ModelSummary, Prediction,
                                  PredictionBatch, TracePage, TraceRecord, WriterDetail)
 from registry.catalogue import ModelCatalogue, ModelEntry
@@ -55,7 +56,7 @@ class PredictionLayer:
         The trace writer migrates the database itself, at start or once the
         database is back: a worker starts, serves and journals during an outage.
         """
-        from persistence.database import make_engine
+        from persistence.database.engine import make_engine
 
         catalogue = ModelCatalogue.open(settings.models_dir, settings.default_model)
         runners = RunnerPool(catalogue, settings.max_batch_size, settings.max_latency_ms)
@@ -222,7 +223,7 @@ class PredictionLayer:
 
 def _migrate_logging_failure(engine: Engine) -> None:
     """Without tracing there is no writer to migrate: try once at start, and say so when it fails."""
-    from persistence.migrate import upgrade
+    from persistence.database.migrate import upgrade
 
     try:
         upgrade(engine.url)

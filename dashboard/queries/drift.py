@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from attrition.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from dashboard.queries.sql import DAY_S, backend, frame_of
 from dashboard.queries.window import Window
-from persistence.schema import prediction_traces as traces
+from persistence.database.schema import prediction_traces as traces
 
 
 def _sql_number(value: float) -> str:

@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 
 from dashboard.queries.sql import count_if, frame_of, is_error
 from dashboard.queries.window import Window
-from persistence.schema import prediction_traces as traces
+from persistence.database.schema import prediction_traces as traces
 
 PROBABILITY_BINS = 20
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from dashboard.queries.sql import as_time, count_if, epoch_bucket, frame_of, has_percentiles, is_error, is_request
 from dashboard.queries.window import Window
-from persistence.schema import prediction_traces as traces
+from persistence.database.schema import prediction_traces as traces
 
 LATENCY_EDGES_MS = (0.0, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750,
                     1_000, 2_000, 5_000, 10_000, 30_000, 60_000)

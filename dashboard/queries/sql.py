@@ -7,7 +7,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from persistence.schema import prediction_traces as traces
+from persistence.database.schema import prediction_traces as traces
 
 DAY_S = 86_400
 

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from dashboard.queries.sql import count_if, frame_of
 from dashboard.queries.window import PredictionFilter, Window
-from persistence.schema import prediction_traces as traces
+from persistence.database.schema import prediction_traces as traces
 
 TRACE_COLUMNS = ("request_id", "received_at", "endpoint", "requested_model", "employee_id", "batch_index",
                  "model_name", "model_version", "model_sha256", "service_version", "prediction", "probability",

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from persistence.schema import prediction_traces as traces
+from persistence.database.schema import prediction_traces as traces
 
 
 @dataclass(frozen=True)

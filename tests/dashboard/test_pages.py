@@ -17,8 +17,8 @@ from dashboard.audit import listed_table, read_card, rows_csv, trace_json
 from dashboard.cards import card_summary
 from dashboard.context import read_only_engine
 from dashboard.queries import PredictionFilter, Window
-from persistence.database import make_engine
-from persistence.schema import prediction_traces, trace_reads
+from persistence.database.engine import make_engine
+from persistence.database.schema import prediction_traces, trace_reads
 from settings import settings
 from tests.dashboard.conftest import APP
 from tests.dashboard.seed import (AUDITED_REQUEST, LOGISTIC, SHIFTED_INPUT, SHIFTED_VALUE, TAMPERED_REQUEST,

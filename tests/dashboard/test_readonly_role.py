@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from dashboard.context import read_log_engine, read_only_engine, reader_id
 from dashboard.readonly_role import create_read_only_role, main
-from persistence.migrate import upgrade
-from persistence.reads import record_read
-from persistence.schema import prediction_traces, trace_reads
+from persistence.database.migrate import upgrade
+from persistence.database.schema import prediction_traces, trace_reads
+from persistence.personal_data.reads import record_read
 from tests.conftest import POSTGRES_ADMIN_URL
 
 TRACE = {"request_id": "role-test", "received_at": datetime.now(timezone.utc), "endpoint": "predict",

@@ -28,8 +28,8 @@ import yaml
 
 from api.keys import create_key
 from deploy import build_space, deploy_space, smoke_test
-from tests.service.server import stop_process_group
 from tests.conftest import PROJECT_ROOT, need
+from tests.service.server import stop_process_group
 
 MODELS_DIR = PROJECT_ROOT / "models"
 BENTOFILE = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text(encoding="utf-8"))
@@ -98,7 +98,7 @@ def test_bentofile_lists_every_model_version_under_models():
 
 
 def test_bentofile_packages_every_module_the_service_runs():
-    roots = [PROJECT_ROOT / "service.py", *sorted((PROJECT_ROOT / "persistence").glob("migrations/**/*.py"))]
+    roots = [PROJECT_ROOT / "service.py", *sorted((PROJECT_ROOT / "persistence").glob("database/migrations/**/*.py"))]
     seen: set[Path] = set()
     todo = [root for root in roots if root.is_file()]
     while todo:
@@ -112,8 +112,9 @@ def test_bentofile_packages_every_module_the_service_runs():
 
 
 def test_bentofile_packages_migrations_models_and_settings_but_not_tests_training_or_data():
-    for path in ["service.py", "settings.py", "persistence/migrations/env.py", "persistence/migrations/script.py.mako",
-                 "persistence/migrations/versions/0001_initial.py", "models/aliases.json",
+    for path in ["service.py", "settings/__init__.py", "settings/keys.py", "persistence/database/migrations/env.py",
+                 "persistence/database/migrations/script.py.mako",
+                 "persistence/database/migrations/versions/0001_initial.py", "models/aliases.json",
                  "models/random_forest/v1/card.json", "models/random_forest/v1/model.joblib",
                  "registry/trusted_artifacts.json"]:
         assert packaged(path), path
@@ -206,7 +207,7 @@ def test_secret_scan_finds_api_key_entries_their_hashes_and_the_dashboard_databa
 KNOWN_URL_PASSWORDS = {
     ".github/workflows/ci.yml": {b"postgres"},  # the CI job's own throw-away PostgreSQL service container
     "README.md": {b"..."},  # an elided password in an example
-    "tests/persistence/test_migrations.py": {b"p"},  # URL normalisation examples
+    "tests/persistence/database/test_migrations.py": {b"p"},  # URL normalisation examples
     # The scanner's own tests: a planted fake secret and f-strings of random passwords.
     "tests/deploy/test_bundle.py": {b"s3cr3t-value", b"{password}", b"{secrets.token_urlsafe(12)}"},
 }
@@ -445,9 +446,10 @@ def test_bundle_holds_every_model_of_the_bentofile(built):
 def test_bundle_has_the_service_sources_and_migrations_but_no_tests_training_or_data(built):
     bundle, _, _ = built
     src = bundle / "src"
-    for path in ["service.py", "settings.py", "persistence/migrations/env.py", "persistence/migrations/script.py.mako"]:
+    for path in ["service.py", "settings/__init__.py", "settings/keys.py", "persistence/database/migrations/env.py",
+                 "persistence/database/migrations/script.py.mako"]:
         assert (src / path).is_file(), path
-    assert list((src / "persistence" / "migrations" / "versions").glob("*.py"))
+    assert list((src / "persistence" / "database" / "migrations" / "versions").glob("*.py"))
     assert not (src / "tests").exists() and not (src / "training").exists() and not (src / "deploy").exists()
     assert not list(bundle.rglob("*.csv")) and not list(bundle.rglob("__pycache__"))
 
@@ -523,7 +525,7 @@ def test_dashboard_bundle_holds_every_module_the_dashboard_imports_and_runs_stre
             seen.add(path)
             todo.extend(project_imports(path) - seen)
     relative = sorted(str(p.relative_to(PROJECT_ROOT)) for p in seen)
-    assert "dashboard/queries/traces.py" in relative and "persistence/schema.py" in relative
+    assert "dashboard/queries/traces.py" in relative and "persistence/database/schema.py" in relative
     assert [p for p in relative if not (out / p).is_file()] == []
     for version in shipped_versions():
         name, _, number = version.partition(":")

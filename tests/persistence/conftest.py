@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from persistence.database import make_engine
-from persistence.migrate import upgrade
+from persistence.database.engine import make_engine
+from persistence.database.migrate import upgrade
 from tests.conftest import need
 from tests.pgcluster import PostgresCluster, cluster_available
 

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import Engine
 
-from persistence.schema import prediction_traces
-from persistence.traces import Trace
+from persistence.database.schema import prediction_traces
+from persistence.database.traces import Trace
 
 # How long a test waits for an event before it fails: far beyond what it takes on a machine three times slower.
 PATIENCE_S = 120.0

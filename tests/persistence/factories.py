@@ -9,7 +9,7 @@ from typing import Any
 
 from attrition.schema import FEATURES, TARGET
 from attrition.synthetic import synthetic_employees
-from persistence.traces import Trace
+from persistence.database.traces import Trace
 from tests.pgcluster import free_port
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from persistence.database import make_engine
-from persistence.migrate import upgrade
-from persistence.writer import TraceWriter
+from persistence.database.engine import make_engine
+from persistence.database.migrate import upgrade
+from persistence.trace.writer import TraceWriter
 from predictions.layer import PredictionLayer
 from registry.catalogue import ModelCatalogue
 from registry.runner import RunnerPool

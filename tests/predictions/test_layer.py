@@ -13,8 +13,8 @@ from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, InvalidReq
                               UnknownModel, UnknownRequest)
 from attrition.schema import Employee
 from attrition.synthetic import EXAMPLE_EMPLOYEE, synthetic_employees
-from persistence.schema import employees as employees_table
-from persistence.schema import prediction_traces
+from persistence.database.schema import employees as employees_table
+from persistence.database.schema import prediction_traces
 from predictions.answers import Prediction, PredictionBatch
 from registry.catalogue import ModelCatalogue
 from registry.runner import employee_frame

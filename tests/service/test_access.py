@@ -138,7 +138,7 @@ def test_every_trace_read_is_logged_with_its_key_and_a_refused_read_is_not(keyed
     assert http.get("/predictions", params={"employee_id": 4242}, headers=headers_of("predictor")).status_code == 403
     engine = sa.create_engine(keyed[1])
     try:
-        from persistence.reads import reads_of_employee
+        from persistence.personal_data.reads import reads_of_employee
 
         reads = reads_of_employee(engine, 4242)
         with engine.connect() as connection:

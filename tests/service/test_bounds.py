@@ -283,8 +283,9 @@ def test_no_input_value_reaches_the_log_on_any_error_path(served, client):
 
 def test_the_sqlite_file_and_journals_are_private(tmp_path):
     """The embedded database, its journal files and the trace journals are created with mode 0600."""
-    from persistence.database import make_engine
-    from persistence.journal import TraceJournal, write_traces
+    from persistence.database.engine import make_engine
+    from persistence.trace.journal import TraceJournal
+    from persistence.trace.journal_format import write_traces
     from tests.persistence.factories import make_trace
 
     engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'traces.db'}")
@@ -303,7 +304,7 @@ def test_the_sqlite_file_and_journals_are_private(tmp_path):
 
 
 def test_engines_never_quote_statement_parameters_in_their_errors(tmp_path):
-    from persistence.database import make_engine
+    from persistence.database.engine import make_engine
 
     for url in (f"sqlite:///{tmp_path / 'traces.db'}", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"):
         engine = make_engine(url)

@@ -259,7 +259,7 @@ def test_health_probes(client):
 
 def _store_synthetic_employees(database_url: str, ids: list[int]) -> list[dict]:
     """Put synthetic employees in the ``employees`` table (the extracts are not needed for this)."""
-    from persistence.schema import employees
+    from persistence.database.schema import employees
 
     rows = synthetic_employees(len(ids), seed=99)
     engine = sa.create_engine(database_url)

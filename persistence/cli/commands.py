@@ -1,0 +1,148 @@
+"""Command line of the trace database.
+
+``python -m persistence migrate``              bring the database to the latest schema
+``python -m persistence import-dataset DIR``   migrate, then import (or update) the employees of the extracts in DIR
+``python -m persistence replay-quarantine FILE``  migrate, then insert the traces of a quarantine file (once the
+                                               cause of their refusal is fixed); what is still refused stays in FILE
+``python -m persistence replay-journal DIR [--force-database]``  migrate, then replay the journals of a journal
+                                               directory whose processes are gone (a scaled-down pod's, say); only
+                                               into the database DIR is recorded for, unless --force-database
+``python -m persistence erase --employee N ...``  migrate, then erase employees' data everywhere, leave tombstones
+``python -m persistence purge [--older-than-days N]``  migrate, then delete traces older than the retention period
+``python -m persistence reads --employee N``     migrate, then print who read employee N's traces, and when
+
+Every command uses ``settings.resolved_database_url`` (``DATABASE_URL``, or the embedded SQLite file).
+Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts, 3 traces still refused.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+
+EXIT_DATABASE = 1
+EXIT_USAGE = 2
+EXIT_STILL_REFUSED = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m persistence", description="The trace database.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="migrate the database to the latest schema (alembic upgrade head)")
+    importing = commands.add_parser("import-dataset", help="import the employees of the HR extracts")
+    importing.add_argument("directory", type=Path,
+                           help="directory holding the three HR extracts (extrait_*.csv)")
+    importing.add_argument("--quiet", action="store_true", help="no progress bar")
+    replaying = commands.add_parser("replay-quarantine",
+                                    help="insert the traces of a quarantine file (quarantine-*.jsonl)")
+    replaying.add_argument("file", type=Path, help="a quarantine file of the journal directory")
+    journal = commands.add_parser("replay-journal", help="replay the journals of a journal directory by hand")
+    journal.add_argument("directory", type=Path, help="an instance's journal directory (STATE_DIR/journal/<id>)")
+    journal.add_argument("--force-database", action="store_true",
+                         help="replay even if DIR is recorded for another database")
+    from persistence.cli.personal_data import add_erase_command, add_purge_command, add_reads_command
+
+    add_erase_command(commands)
+    add_purge_command(commands)
+    add_reads_command(commands)
+    return parser
+
+
+def _replay_quarantine(url: str, shown: str, path: Path) -> int:
+    from persistence.database.engine import make_engine
+    from persistence.trace.replay import replay_quarantine
+    from persistence.trace.store import make_trace_store
+
+    if not path.is_file():
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(url)
+    try:
+        inserted, kept = replay_quarantine(make_trace_store(engine), path)
+    finally:
+        engine.dispose()
+    print(f"{shown}: {inserted} trace(s) inserted from {path}; {kept} still refused"
+          + (f", kept in {path}" if kept else ", file removed"), file=sys.stderr)
+    return EXIT_STILL_REFUSED if kept else 0
+
+
+def _replay_journal(url: str, shown: str, directory: Path, force_database: bool) -> int:
+    from persistence.database.engine import database_fingerprint, make_engine
+    from persistence.trace.replay import DatabaseMismatch, replay_directory
+    from persistence.trace.store import make_trace_store
+
+    if not directory.is_dir():
+        print(f"error: {directory}: no such directory", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(url)
+    try:
+        inserted, replayed, held = replay_directory(make_trace_store(engine), directory, database_fingerprint(url),
+                                                    force_database=force_database)
+    except DatabaseMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    print(f"{shown}: {inserted} trace(s) inserted from {len(replayed)} journal(s) of {directory}"
+          + (f"; {len(held)} journal(s) left to their live owner" if held else ""), file=sys.stderr)
+    return 0
+
+
+def _import_dataset(url: str, shown: str, directory: Path, quiet: bool) -> int:
+    # Imported here: pandas costs every worker's `migrate` call a third of a second for nothing.
+    from attrition.extracts import ExtractError
+    from persistence.database.dataset import import_employees
+    from persistence.database.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        count = import_employees(engine, directory, progress=None if quiet else sys.stderr)
+    except ExtractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    print(f"{shown}: {count} employees imported from {directory}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return the process exit code."""
+    arguments = _parser().parse_args(argv)
+    from persistence.cli.personal_data import refusal
+    from persistence.database.migrate import upgrade
+    from settings import settings
+
+    if arguments.command == "purge" and (refused := refusal(arguments)) is not None:
+        print(f"error: purge: {refused}", file=sys.stderr)
+        return EXIT_USAGE
+    url = settings.resolved_database_url
+    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    try:
+        revision = upgrade(url)
+        print(f"{shown}: schema at revision {revision}", file=sys.stderr)
+        if arguments.command == "import-dataset":
+            return _import_dataset(url, shown, arguments.directory, quiet=arguments.quiet)
+        if arguments.command == "replay-quarantine":
+            return _replay_quarantine(url, shown, arguments.file)
+        if arguments.command == "replay-journal":
+            return _replay_journal(url, shown, arguments.directory, arguments.force_database)
+        if arguments.command == "erase":
+            from persistence.cli.personal_data import run_erase
+
+            return run_erase(arguments, url)
+        if arguments.command == "purge":
+            from persistence.cli.personal_data import run_purge
+
+            return run_purge(arguments, url)
+        if arguments.command == "reads":
+            from persistence.cli.personal_data import run_reads
+
+            return run_reads(arguments, url)
+    except (sa.exc.SQLAlchemyError, psycopg.Error, OSError) as exc:
+        print(f"error: database {shown}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    return 0

@@ -1,0 +1,261 @@
+"""Erasure of an employee's data, everywhere the service keeps it: the answer to a data subject's erasure request.
+
+``python -m persistence erase --employee N [N ...]`` (or ``--employees-file``)
+removes, for each employee id:
+
+- the traces tagged with the id (``prediction_traces.employee_id``);
+- the ``employees`` row (the imported HR fields);
+- the read log's rows about them (``trace_reads.employee_id``) and the rows
+  of reads of one of their traces by request id;
+- their lines in the journals of dead instances and in quarantine files
+  (every ``journal-*.jsonl`` and ``quarantine-*.jsonl`` under the state
+  directory, whatever the layout of its journal directories);
+
+then leaves a tombstone in ``employee_erasures``: the id, when, by whom, no
+other data. A journal replay asks the tombstones first
+(:func:`persistence.database.tombstones.without_erased`) and skips the
+journaled traces of an erased employee received up to the erasure: the
+journal of a running service (locked by its owner, so not rewritten here) can
+never bring them back. A prediction made after the erasure is new processing
+and is stored as usual.
+
+Limits: a trace of inline fields never tagged with an id cannot be found by
+id; backups and copies outside the database and the state directory are out
+of reach; an import of extracts that still hold the employee brings their
+``employees`` row back.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+from filelock import FileLock, Timeout
+from sqlalchemy.engine import Connection, Engine
+
+from persistence.database.columns import utcnow
+from persistence.database.schema import employee_erasures, employees, prediction_traces, trace_reads
+from persistence.trace.journal_format import JOURNAL_GLOB, QUARANTINE_GLOB, QUARANTINE_PREFIX
+
+log = logging.getLogger(__name__)
+
+ERASED_BY_LENGTH = 200
+DEFAULT_SETTLE_S = 5.0
+"""How long the erasure waits before its second sweep of the traces (see :func:`erase_employees`)."""
+
+
+@dataclass
+class Erasure:
+    """What one employee's erasure removed, and its tombstone."""
+
+    employee_id: int
+    erasure_id: str
+    erased_at: datetime
+    erased_by: str
+    traces: int = 0
+    employee_rows: int = 0
+    read_log_rows: int = 0
+    journal_lines: int = 0
+    quarantine_lines: int = 0
+
+    def line(self) -> str:
+        """One line of the command's report."""
+        return (f"employee {self.employee_id}: removed {self.traces} trace(s), {self.employee_rows} employee row(s), "
+                f"{self.read_log_rows} read-log row(s), {self.journal_lines} journal line(s), "
+                f"{self.quarantine_lines} quarantine line(s); tombstone {self.erasure_id} at "
+                f"{self.erased_at.isoformat()} by {self.erased_by}")
+
+
+@dataclass
+class FileScrub:
+    """What the scan of the journal and quarantine files did."""
+
+    journals_scanned: int = 0
+    journals_rewritten: int = 0
+    journals_live: list[Path] = field(default_factory=list)  # locked by a running process: left to the tombstone
+    quarantine_scanned: int = 0
+    quarantine_rewritten: int = 0
+    quarantine_busy: list[Path] = field(default_factory=list)  # its journal is being replayed right now
+    journal_lines: Counter[int] = field(default_factory=Counter)
+    quarantine_lines: Counter[int] = field(default_factory=Counter)
+
+    def lines(self) -> list[str]:
+        """The command's report of the files."""
+        report = [f"journals: {self.journals_scanned} scanned, {self.journals_rewritten} rewritten"
+                  + (f"; {len(self.journals_live)} locked by a running process, not rewritten (the tombstone keeps "
+                     "their lines of these employees out at replay)" if self.journals_live else ""),
+                  f"quarantine files: {self.quarantine_scanned} scanned, {self.quarantine_rewritten} rewritten"
+                  + (f"; {len(self.quarantine_busy)} being replayed, not rewritten: run erase again"
+                     if self.quarantine_busy else "")]
+        return report
+
+
+def _delete_from_database(connection: Connection, employee_id: int, received_until: datetime | None = None) -> tuple[
+        int, int, int]:
+    """Delete the employee's traces, read-log rows and employee row; return (traces, read-log rows, employee rows).
+
+    With ``received_until``, only traces received up to then (and the reads of
+    those), and the employee row is left alone.
+    """
+    theirs = prediction_traces.c.employee_id == employee_id
+    if received_until is not None:
+        theirs = sa.and_(theirs, prediction_traces.c.received_at <= received_until)
+    their_requests = sa.select(prediction_traces.c.request_id).where(theirs)
+    about_them = trace_reads.c.request_id.in_(their_requests)
+    if received_until is None:
+        about_them = sa.or_(trace_reads.c.employee_id == employee_id, about_them)
+    reads = connection.execute(sa.delete(trace_reads).where(about_them)).rowcount
+    traces = connection.execute(sa.delete(prediction_traces).where(theirs)).rowcount
+    rows = 0
+    if received_until is None:
+        rows = connection.execute(sa.delete(employees).where(employees.c.id_employee == employee_id)).rowcount
+    return traces, reads, rows
+
+
+def _employee_of(line: bytes | str) -> int | None:
+    """The employee id of a journal line, also of one a quarantine entry holds as text; None when it has none."""
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None  # not JSON at all: kept as it is, for whoever fixes it by hand
+    if not isinstance(document, dict):
+        return None
+    value = document.get("employee_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    # A line that did not read as a trace (another version's, say) is quarantined wrapped with where it came
+    # from, its text kept as written: it is still theirs.
+    for nested in document.values():
+        if isinstance(nested, dict) and isinstance(nested.get("text"), str):
+            return _employee_of(nested["text"])
+    return None
+
+
+def _rewrite_without(path: Path, ids: frozenset[int]) -> Counter[int]:
+    """Drop the lines of ``ids`` from a journal-format file (atomically replaced, or removed when empty)."""
+    removed: Counter[int] = Counter()
+    kept: list[bytes] = []
+    with path.open("rb") as stream:  # bytes: a line that is not UTF-8 is kept exactly as written
+        for line in stream:
+            employee_id = _employee_of(line)
+            if employee_id in ids:
+                removed[employee_id] += 1
+            else:
+                kept.append(line)
+    if not removed:
+        return removed
+    if any(line.strip() for line in kept):
+        replacement = path.with_name(f".{path.name}.erasure.tmp")
+        mode = stat.S_IMODE(path.stat().st_mode)
+        descriptor = os.open(replacement, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.writelines(kept)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(replacement, path)
+    else:
+        path.unlink()
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return removed
+
+
+def _locked(journal: Path) -> FileLock:
+    # The journal's own lock convention (persistence.trace.journal): held by its writer while it lives, and by a
+    # replayer while it replays the journal or appends to that journal's quarantine file.
+    return FileLock(f"{journal}.lock", timeout=0, thread_local=False, fallback_to_soft=False)
+
+
+def _scrub_under_lock(path: Path, journal: Path, ids: frozenset[int]) -> Counter[int] | None:
+    """Rewrite ``path`` holding ``journal``'s lock; None when the lock is held by someone else."""
+    lock = _locked(journal)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    try:
+        removed = _rewrite_without(path, ids) if path.exists() else Counter()
+        if not journal.exists():
+            # Locking made the lock file: remove it while held, as the journal does, so none is left behind.
+            Path(f"{journal}.lock").unlink(missing_ok=True)
+        return removed
+    finally:
+        lock.release()
+
+
+def scrub_files(state_dir: Path, ids: Iterable[int]) -> FileScrub:
+    """Remove the lines of ``ids`` from every journal of a dead process and every quarantine file under ``state_dir``.
+
+    A journal whose lock is held belongs to a running process: it is left as
+    it is (its replay asks the tombstones first). A quarantine file whose
+    journal is being replayed right now is left too, and reported.
+    """
+    wanted = frozenset(ids)
+    scrub = FileScrub()
+    state_dir = Path(state_dir)
+    if not state_dir.is_dir():
+        return scrub
+    for path in sorted(state_dir.rglob(JOURNAL_GLOB)):
+        scrub.journals_scanned += 1
+        removed = _scrub_under_lock(path, path, wanted)
+        if removed is None:
+            scrub.journals_live.append(path)
+        elif removed:
+            scrub.journals_rewritten += 1
+            scrub.journal_lines.update(removed)
+    for path in sorted(state_dir.rglob(QUARANTINE_GLOB)):
+        scrub.quarantine_scanned += 1
+        removed = _scrub_under_lock(path, path.with_name(path.name.removeprefix(QUARANTINE_PREFIX)), wanted)
+        if removed is None:
+            scrub.quarantine_busy.append(path)
+        elif removed:
+            scrub.quarantine_rewritten += 1
+            scrub.quarantine_lines.update(removed)
+    return scrub
+
+
+def erase_employees(engine: Engine, employee_ids: Sequence[int], erased_by: str, state_dir: Path,
+                    settle_s: float = DEFAULT_SETTLE_S) -> tuple[list[Erasure], FileScrub]:
+    """Erase each employee's data in the database and the state directory's files; leave a tombstone each.
+
+    Per employee, one transaction deletes the traces, read-log rows and
+    employee row, and writes the tombstone: from its commit on, no replay
+    inserts a journaled trace of theirs received before it. Then the files
+    are scrubbed. After ``settle_s`` a second sweep deletes any trace of
+    theirs received before the erasure that landed meanwhile (a replay that
+    read the tombstones just before the commit, a commit of a request in
+    flight at the erasure).
+    """
+    erasures: list[Erasure] = []
+    for employee_id in dict.fromkeys(employee_ids):
+        with engine.begin() as connection:
+            traces, reads, rows = _delete_from_database(connection, employee_id)
+            erasure = Erasure(employee_id, str(uuid.uuid4()), utcnow(), erased_by, traces=traces,
+                              employee_rows=rows, read_log_rows=reads)
+            connection.execute(sa.insert(employee_erasures).values(
+                erasure_id=erasure.erasure_id, employee_id=employee_id, erased_at=erasure.erased_at,
+                erased_by=erased_by))
+        erasures.append(erasure)
+    scrub = scrub_files(state_dir, [erasure.employee_id for erasure in erasures])
+    if settle_s > 0:
+        time.sleep(settle_s)
+    for erasure in erasures:
+        with engine.begin() as connection:
+            traces, reads, _ = _delete_from_database(connection, erasure.employee_id, erasure.erased_at)
+        erasure.traces += traces
+        erasure.read_log_rows += reads
+        erasure.journal_lines = scrub.journal_lines[erasure.employee_id]
+        erasure.quarantine_lines = scrub.quarantine_lines[erasure.employee_id]
+    return erasures, scrub
