@@ -22,7 +22,7 @@ from lightgbm import LGBMClassifier
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
@@ -162,8 +162,8 @@ def _describe_step(step: Any) -> dict[str, Any]:
     if isinstance(step, str):
         return {"transformer": step}
     if isinstance(step, Pipeline):
-        return {"transformer": "Pipeline", "steps": [{"name": name, **_describe_step(inner)}
-                                                      for name, inner in step.steps]}
+        steps = [{"name": name, **_describe_step(inner)} for name, inner in step.steps]
+        return {"transformer": "Pipeline", "steps": steps}
     params = {key: value for key, value in step.get_params(deep=False).items() if key != "categories"}
     if isinstance(step, FunctionTransformer) and step.func is not None:
         params["func"] = f"{step.func.__module__ or 'numpy'}.{step.func.__name__}"
