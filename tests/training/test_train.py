@@ -22,8 +22,9 @@ from registry.aliases import CHAMPION, promote, read_aliases
 from tests.attrition.synthetic_extracts import synthetic_extract_frames, write_extracts
 from training import evaluate
 from training.evaluate import QUALITY_BAR
-from training.pipelines import BASELINE, LOGISTIC_REGRESSION, MODEL_NAMES
-from training.train import (TrainingDataError, TrainingResult, data_fingerprint,
+from training.pipelines import BASELINE, GRADIENT_BOOSTING, LOGISTIC_REGRESSION, MODEL_NAMES
+from training.references import AGE_BANDS, FAIRNESS_GROUPS
+from training.train import (CARD_FORMAT, TrainingDataError, TrainingResult, data_fingerprint,
                             load_training_data, main, train_all)
 
 Trained = tuple[Path, list[TrainingResult]]
@@ -108,7 +109,8 @@ def test_the_card_describes_the_artifact_with_aggregates_only(trained: Trained, 
     assert card.features == feature_schema()
     assert card.labels == {"0": "Non", "1": "Oui"} and card.target == "a_quitte_l_entreprise"
     assert set(card.metrics) == {"cv", "holdout", "threshold_selection"}
-    assert set(card.versions) == {"python", "sklearn", "numpy", "pandas", "joblib"}
+    libraries = {"python", "sklearn", "numpy", "pandas", "joblib"}
+    assert set(card.versions) == (libraries | {"lightgbm"} if name == GRADIENT_BOOSTING else libraries)
     assert tuple(card.reference_distributions) == FEATURE_NAMES
     assert all(d["count"] == 1470 for d in card.reference_distributions.values())
 
@@ -129,6 +131,99 @@ def test_the_card_describes_the_artifact_with_aggregates_only(trained: Trained, 
     model = joblib.load(folder / ARTIFACT)
     example = pd.DataFrame([card.self_check.employee], columns=list(FEATURE_NAMES))
     assert model.predict_proba(example)[0, 1] == pytest.approx(card.self_check.probability, abs=1e-12)
+
+
+def check_out_of_fold_references(card: ModelCard, rows: int, leavers: int) -> None:
+    """The card's references are consistent with each other and with its training rows (shared with
+    the committed-models tests)."""
+    references = card.model_extra["out_of_fold"]
+    assert card.model_extra["card_format"] == CARD_FORMAT
+    distribution = references["probability_distribution"]
+    assert sum(distribution["counts"]) == distribution["rows"] == rows
+    assert len(distribution["edges"]) == len(distribution["counts"]) + 1
+    assert distribution["edges"][0] == 0.0 and distribution["edges"][-1] == 1.0
+    calibration = references["calibration"]["bins"]
+    assert sum(b["count"] for b in calibration) == rows
+    assert sum(b["positives"] for b in calibration) == leavers
+    for b in calibration:
+        if b["count"]:
+            assert b["lower"] <= b["mean_predicted"] <= b["upper"]
+            assert b["observed_rate"] == pytest.approx(b["positives"] / b["count"], abs=1e-6)
+        else:
+            assert b["mean_predicted"] is None and b["observed_rate"] is None
+    fairness = references["fairness"]
+    assert fairness["threshold"] == card.threshold
+    selection = card.metrics["threshold_selection"]
+    for attribute in FAIRNESS_GROUPS:
+        groups = fairness[attribute]["groups"]
+        assert sum(g["size"] for g in groups.values()) == rows
+        assert sum(g["leavers"] for g in groups.values()) == leavers
+        ratios = [g["ratio_to_highest"] for g in groups.values() if g["ratio_to_highest"] is not None]
+        assert all(0.0 <= r <= 1.0 for r in ratios) and max(ratios) == 1.0
+        # The groups' recalls, weighted by their leavers, are the overall recall at the threshold.
+        caught = sum(g["recall"] * g["leavers"] for g in groups.values() if g["leavers"])
+        assert caught / leavers == pytest.approx(selection["recall"], abs=1e-5)
+        flagged = sum(g["positive_rate"] * g["size"] for g in groups.values() if g["size"])
+        assert flagged / rows == pytest.approx(selection["predicted_positive_share"], abs=1e-5)
+    assert list(fairness["age_band"]["groups"]) == [label for label, _, _ in AGE_BANDS]
+
+
+@pytest.mark.extracts
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_card_holds_the_out_of_fold_references_of_the_extracts(trained: Trained, name: str) -> None:
+    card = next(r.card for r in trained[1] if r.name == name)
+    check_out_of_fold_references(card, 1470, 237)
+    groups = card.model_extra["out_of_fold"]["fairness"]
+    assert {label: g["size"] > 0 for label, g in groups["genre"]["groups"].items()} == {"F": True, "M": True}
+    assert all(g["size"] > 0 for g in groups["departement"]["groups"].values())
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[TrainingResult]]:
+    """Every model trained on 150 synthetic employees (every third one leaves)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    data = write_extracts(root / "extracts", synthetic_extract_frames(150, seed=9))
+    return data, root / "models", train_all(data, root / "models", **_QUIET)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_card_trained_on_synthetic_extracts_holds_consistent_references(
+        synthetic_run: tuple[Path, Path, list[TrainingResult]], name: str) -> None:
+    _, out, results = synthetic_run
+    result = next(r for r in results if r.name == name)
+    check_out_of_fold_references(result.card, 150, 50)
+    document = json.loads((out / name / "v1" / CARD).read_text(encoding="utf-8"))
+    assert max(len(v) for v in _walk(document) if isinstance(v, list)) < 100
+
+
+def test_a_version_with_an_older_card_is_kept_and_a_new_one_carries_the_references(
+        synthetic_run: tuple[Path, Path, list[TrainingResult]], tmp_path: Path) -> None:
+    data, out, _ = synthetic_run
+    models = Path(shutil.copytree(out, tmp_path / "models"))
+    # A first-format card: same model, same data, no references.
+    card_path = models / BASELINE / "v1" / CARD
+    document = json.loads(card_path.read_text(encoding="utf-8"))
+    for field in ("card_format", "out_of_fold"):
+        document.pop(field)
+    card_path.write_text(json.dumps(document), encoding="utf-8")
+    before = _snapshot(models / BASELINE / "v1")
+    [result] = train_all(data, models, [BASELINE], **_QUIET)
+    assert (result.version, result.status) == ("v2", "created")
+    assert result.card.model_extra["out_of_fold"]["probability_distribution"]["rows"] == 150
+    assert _snapshot(models / BASELINE / "v1") == before
+    [again] = train_all(data, models, [BASELINE], **_QUIET)
+    assert (again.version, again.status) == ("v2", "unchanged")
+
+
+def test_training_is_reproducible_to_the_byte(
+        synthetic_run: tuple[Path, Path, list[TrainingResult]], tmp_path: Path) -> None:
+    data, out, _ = synthetic_run
+    again = train_all(data, tmp_path / "again", **_QUIET)
+    for result in again:
+        first = out / result.name / "v1"
+        assert (first / ARTIFACT).read_bytes() == (result.path / ARTIFACT).read_bytes(), result.name
+        assert result.card.model_extra["out_of_fold"] == json.loads(
+            (first / CARD).read_text(encoding="utf-8"))["out_of_fold"]
 
 
 @pytest.mark.extracts
