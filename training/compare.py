@@ -13,6 +13,7 @@ rows. An artifact is loaded only when its sha256 is the one its card records.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from threadpoolctl import threadpool_limits
 
 from attrition.card import ARTIFACT_FILE, CARD_FILE, ModelCard
 from attrition.extracts import ExtractError, features_and_target
-from registry.store import sha256_of
 from training.evaluate import N_SPLITS, cross_validate
 from training.train import TrainingDataError, data_fingerprint, load_training_data
 
@@ -59,7 +59,7 @@ def evaluate_version(folder: Path, features: Any, target: Any, fingerprint: str)
 
     card = ModelCard.model_validate(json.loads((folder / CARD_FILE).read_text(encoding="utf-8")))
     artifact = folder / ARTIFACT_FILE
-    if sha256_of(artifact) != card.artifact_sha256:
+    if hashlib.sha256(artifact.read_bytes()).hexdigest() != card.artifact_sha256:
         raise ValueError(f"{card.tag}: {artifact} does not match the sha256 of its card")
     definition = clone(joblib.load(artifact))
     cv, _ = cross_validate(definition, features, target)
@@ -84,8 +84,8 @@ def comparison_report(scores: list[VersionScores]) -> str:
     lines = [header, "-" * len(header)]
     for s in scores:
         cv = s.cv
-        note = "same figures" if s.reproduces_card else (
-            "differs" if s.trained_on_these_data else "trained on other data")
+        note = ("trained on other data" if not s.trained_on_these_data
+                else "same figures" if s.reproduces_card else "differs")
         lines.append(
             f"{s.tag:<24} {cv['roc_auc_mean']:.3f} ± {cv['roc_auc_std']:.3f} "
             f"{cv['average_precision_mean']:.3f} ± {cv['average_precision_std']:.3f} "

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import PROJECT_ROOT
 from training.references import (AGE_BANDS, age_band, calibration_bins, fairness_reference, out_of_fold_references,
                                  probability_distribution)
 
@@ -121,3 +124,12 @@ def test_the_references_are_aggregates_only() -> None:
     assert json.loads(json.dumps(references)) == references
     # Bins and groups, never one entry per row.
     assert max(len(found) for found in _lists(references)) <= 21
+
+
+def test_the_service_imports_neither_fairlearn_nor_training() -> None:
+    # fairlearn is a training and dashboard dependency: importing the service must not pull it in.
+    script = "import sys, service; print(sorted(m for m in ('fairlearn', 'training') if m in sys.modules))"
+    completed = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
