@@ -51,7 +51,7 @@ def test_an_artifact_that_does_not_match_its_card_is_not_loaded(two_versions: tu
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     data, models = two_versions
     copy = Path(shutil.copytree(models, tmp_path / "models"))
-    with open(copy / LOGISTIC_REGRESSION / "v2" / ARTIFACT, "ab") as artifact:
-        artifact.write(b"\0")
+    # A valid artifact, but not the one the v2 card describes.
+    shutil.copyfile(copy / LOGISTIC_REGRESSION / "v1" / ARTIFACT, copy / LOGISTIC_REGRESSION / "v2" / ARTIFACT)
     assert main(["--data", str(data), "--models", str(copy)]) == 1
     assert "logistic_regression:v2" in capsys.readouterr().err
