@@ -3,11 +3,12 @@
 scikit-learn's ``ColumnTransformer`` spends about 3 ms per call on Python
 bookkeeping (DataFrame column selection, input checks), whatever the number of
 rows; the classifier alone, on a float matrix, takes 0.06 ms for the logistic
-regression. For the layout ``training/`` produces (one-hot categoricals, then
-numerics scaled or passed through, nothing else) :class:`RowEncoder` builds
-that matrix straight from the request rows with the fitted parameters
-(``categories_``, ``mean_``, ``scale_``), using the same float64 operations as
-the transformers, so the probabilities are the pipeline's own.
+regression. For the layouts ``training/`` produces (one-hot blocks over
+categories or levels, numerics scaled or passed through, optionally after
+``log1p``, nothing else) :class:`RowEncoder` builds that matrix straight from
+the request rows with the fitted parameters (``categories_``, ``mean_``,
+``scale_``), using the same float64 operations as the transformers, so the
+probabilities are the pipeline's own.
 
 :func:`row_encoder` returns ``None`` for any other layout, and the runner uses
 an encoder only after it reproduced the whole pipeline's output on synthetic
@@ -15,6 +16,7 @@ rows (:func:`matches_pipeline`); otherwise the runner calls the pipeline.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,18 +24,25 @@ import numpy as np
 MATCH_TOLERANCE = 1e-12
 
 
+@dataclass(frozen=True)
+class NumericBlock:
+    """Numeric fields copied to ``columns`` of the matrix: optionally ``log1p``, then centred and scaled."""
+
+    names: list[str]
+    columns: slice
+    log1p: bool
+    mean: np.ndarray | None
+    scale: np.ndarray | None
+
+
 class RowEncoder:
     """Encodes employee rows into the classifier's input matrix, then asks the classifier."""
 
-    def __init__(self, width: int, one_hot: list[tuple[str, dict[Any, int]]], numeric_names: list[str],
-                 numeric_slice: slice, mean: np.ndarray | None, scale: np.ndarray | None,
+    def __init__(self, width: int, one_hot: list[tuple[str, dict[Any, int]]], numeric: list[NumericBlock],
                  classifier: Any) -> None:
         self.width = width
         self.one_hot = one_hot
-        self.numeric_names = numeric_names
-        self.numeric_slice = numeric_slice
-        self.mean = mean
-        self.scale = scale
+        self.numeric = numeric
         self.classifier = classifier
 
     def encode(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -47,12 +56,15 @@ class RowEncoder:
                 position = positions.get(row[name])
                 if position is not None:
                     matrix[index, position] = 1.0
-        numeric = np.array([[row[name] for name in self.numeric_names] for row in rows], dtype=np.float64)
-        if self.mean is not None:
-            numeric -= self.mean
-        if self.scale is not None:
-            numeric /= self.scale
-        matrix[:, self.numeric_slice] = numeric
+        for block in self.numeric:
+            values = np.array([[row[name] for name in block.names] for row in rows], dtype=np.float64)
+            if block.log1p:
+                values = np.log1p(values)
+            if block.mean is not None:
+                values -= block.mean
+            if block.scale is not None:
+                values /= block.scale
+            matrix[:, block.columns] = values
         return matrix
 
     def predict_proba(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
@@ -74,23 +86,43 @@ def _one_hot_positions(encoder: Any, columns: Sequence[str], start: int) -> list
     return positions
 
 
-def _numeric_scaling(step: Any) -> tuple[np.ndarray | None, np.ndarray | None] | None:
-    """``(mean, scale)`` of a fitted ``StandardScaler`` or an identity step; ``None`` for anything else."""
+def _is_log1p(step: Any) -> bool:
+    """Whether ``step`` is a plain ``FunctionTransformer(np.log1p)`` (no arguments, no validation)."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    return (type(step) is FunctionTransformer and step.func is np.log1p and not step.kw_args
+            and not step.validate)
+
+
+def _numeric_scaling(step: Any) -> tuple[bool, np.ndarray | None, np.ndarray | None] | None:
+    """``(log1p, mean, scale)`` of a numeric step; ``None`` for a step of another kind.
+
+    Known steps: an identity, a fitted ``StandardScaler``, ``log1p``, or a
+    ``Pipeline`` of ``log1p`` then one of the first two.
+    """
+    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     if step == "passthrough" or (type(step) is FunctionTransformer and step.func is None):
-        return None, None
+        return False, None, None
     if type(step) is StandardScaler:
-        return (step.mean_ if step.with_mean else None), (step.scale_ if step.with_std else None)
+        return False, (step.mean_ if step.with_mean else None), (step.scale_ if step.with_std else None)
+    if _is_log1p(step):
+        return True, None, None
+    if type(step) is Pipeline and len(step.steps) == 2 and _is_log1p(step.steps[0][1]):
+        after = _numeric_scaling(step.steps[1][1])
+        if after is not None and not after[0]:
+            return True, after[1], after[2]
     return None
 
 
 def row_encoder(pipeline: Any) -> RowEncoder | None:
-    """A :class:`RowEncoder` for ``pipeline``, or ``None`` when its layout is not the known one.
+    """A :class:`RowEncoder` for ``pipeline``, or ``None`` when its layout is not a known one.
 
-    The known layout: a two-step ``Pipeline`` whose first step is a fitted dense
-    ``ColumnTransformer`` made of one ``OneHotEncoder`` over the categorical
-    columns and one scaler or identity over the numeric columns, the rest dropped.
+    The known layouts: a two-step ``Pipeline`` whose first step is a fitted dense
+    ``ColumnTransformer`` made of ``OneHotEncoder`` blocks (at least one) and
+    numeric blocks (at least one: scaler or identity, optionally after
+    ``log1p``), the rest dropped.
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
@@ -103,28 +135,28 @@ def row_encoder(pipeline: Any) -> RowEncoder | None:
         return None
     if getattr(transformer, "sparse_output_", True) or not hasattr(classifier, "predict_proba"):
         return None
-    one_hot: list[tuple[str, dict[Any, int]]] | None = None
-    numeric: tuple[list[str], slice, np.ndarray | None, np.ndarray | None] | None = None
+    one_hot: list[tuple[str, dict[Any, int]]] = []
+    numeric: list[NumericBlock] = []
     width = 0
     for name, step, columns in transformer.transformers_:
         block = transformer.output_indices_[name]
         width = max(width, block.stop)
         if step == "drop" or block.start == block.stop:
             continue
-        if type(step) is OneHotEncoder and one_hot is None:
-            one_hot = _one_hot_positions(step, list(columns), block.start)
-            if one_hot is None:
+        if type(step) is OneHotEncoder:
+            positions = _one_hot_positions(step, list(columns), block.start)
+            if positions is None:
                 return None
-        elif numeric is None and (scaling := _numeric_scaling(step)) is not None:
+            one_hot.extend(positions)
+        elif (scaling := _numeric_scaling(step)) is not None:
             if block.stop - block.start != len(columns):
                 return None
-            numeric = (list(columns), block, *scaling)
+            numeric.append(NumericBlock(list(columns), block, *scaling))
         else:
             return None
-    if one_hot is None or numeric is None:
+    if not one_hot or not numeric:
         return None
-    names, block, mean, scale = numeric
-    return RowEncoder(width, one_hot, names, block, mean, scale, classifier)
+    return RowEncoder(width, one_hot, numeric, classifier)
 
 
 def matches_pipeline(encoder: RowEncoder, pipeline: Any, rows: Sequence[dict[str, Any]], frame: Any) -> bool:

@@ -53,11 +53,16 @@ from training.evaluate import (MIN_RECALL, N_SPLITS, QUALITY_BAR, cross_validate
                                meets_quality_bar, positive_probability, reference_distributions, select_threshold)
 from training.pipelines import (BASELINE, MODEL_NAMES, RANDOM_STATE, build_pipeline, estimator_name,
                                 hyperparameters, preprocessing_description)
+from training.references import out_of_fold_references
 
 DECISION_RULE = "prediction = 1 (Oui, will leave) when the probability of class 1 >= threshold, else 0 (Non)"
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 # Card fields that, with the data fingerprint, make a model version: equal on all → same model.
-_IDENTITY_FIELDS = ("estimator", "hyperparameters", "preprocessing", "features", "data_fingerprint")
+_IDENTITY_FIELDS = ("estimator", "hyperparameters", "preprocessing", "features", "data_fingerprint", "card_format")
+CARD_FORMAT = 2
+"""Cards of format 2 add ``out_of_fold`` (probability distribution, calibration, fairness by group); a
+version whose card is of an older format (the first versions have none) is not reused, even when its
+model is the same."""
 
 Log = Callable[[str], None]
 
@@ -113,10 +118,18 @@ def data_fingerprint(employees: pd.DataFrame) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the interpreter and libraries the artifact was made with (unpickling needs them)."""
-    return {"python": platform.python_version(), "sklearn": sklearn.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "joblib": joblib.__version__}
+def library_versions(pipeline: Pipeline | None = None) -> dict[str, str]:
+    """Versions of the interpreter and libraries the artifact was made with (unpickling needs them).
+
+    LightGBM is listed for a pipeline whose classifier comes from it.
+    """
+    versions = {"python": platform.python_version(), "sklearn": sklearn.__version__, "numpy": np.__version__,
+                "pandas": pd.__version__, "joblib": joblib.__version__}
+    if pipeline is not None and type(pipeline.named_steps["classifier"]).__module__.startswith("lightgbm"):
+        import lightgbm
+
+        versions["lightgbm"] = lightgbm.__version__
+    return versions
 
 
 def existing_versions(model_dir: Path) -> list[tuple[int, Path]]:
@@ -186,7 +199,7 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
     model_dir = out_dir / name
     identity = {"estimator": estimator_name(pipeline), "hyperparameters": hyperparameters(pipeline),
                 "preprocessing": preprocessing_description(pipeline), "features": feature_schema(),
-                "data_fingerprint": fingerprint}
+                "data_fingerprint": fingerprint, "card_format": CARD_FORMAT}
     same = find_same_version(model_dir, identity)
     if same is not None:
         folder, card = same
@@ -204,6 +217,7 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
     log(f"{name}: CV ROC AUC {cv_metrics['roc_auc_mean']:.3f} ± {cv_metrics['roc_auc_std']:.3f}, "
         f"threshold {threshold:.3f}; held-out test")
     holdout = holdout_evaluation(pipeline, features, target, threshold)
+    references = out_of_fold_references(features, target, out_of_fold, threshold)
     log(f"{name}: held-out ROC AUC {holdout['roc_auc']:.3f}; refitting on all employees")
     final = clone(pipeline).fit(features, target)
     example = pd.DataFrame([EXAMPLE_EMPLOYEE], columns=list(FEATURE_NAMES))
@@ -235,10 +249,12 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
         reference_distributions=reference_distributions(features),
         data_fingerprint=fingerprint,
         artifact_sha256=digest,
-        versions=library_versions(),
+        versions=library_versions(final),
         self_check={"employee": dict(EXAMPLE_EMPLOYEE), "probability": self_check},
         decision_rule=DECISION_RULE,
         preprocessing=identity["preprocessing"],
+        card_format=CARD_FORMAT,
+        out_of_fold=references,
         training={
             "final_fit": f"refit on all {len(target)} employees after evaluation (same hyperparameters)",
             "rows": int(len(target)),
@@ -247,7 +263,8 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
             "evaluation": ("metrics.cv: stratified shuffled 5-fold CV on all rows; metrics.threshold_selection: "
                            "on the pooled out-of-fold probabilities; metrics.holdout: fit on a stratified 80 % "
                            "split, scored on the other 20 % at that threshold (chosen with those rows in the "
-                           "CV, so held-out precision/recall are slightly optimistic; ROC AUC is not affected)"),
+                           "CV, so held-out precision/recall are slightly optimistic; ROC AUC is not affected); "
+                           "out_of_fold: the CV's out-of-fold probabilities, binned, and at the threshold by group"),
             "random_state": RANDOM_STATE,
         },
     )

@@ -41,7 +41,11 @@ def test_predict_answers_a_typed_prediction_whose_trace_is_stored_before_it_retu
     answer = layer.run(layer.layer.predict(employee(EXAMPLE_EMPLOYEE), None, "random_forest"))
     assert isinstance(answer, Prediction)
     assert (answer.model, answer.requested_model) == ("random_forest", "random_forest")
-    model = load_artifact("random_forest:v1", MODELS_DIR / "random_forest" / "v1" / "model.joblib")
+    # The name alone resolves to the latest version; the answer says which one served.
+    assert answer.model_version == max((p.name for p in (MODELS_DIR / "random_forest").glob("v*")),
+                                       key=lambda version: int(version[1:]))
+    model = load_artifact(f"random_forest:{answer.model_version}",
+                          MODELS_DIR / "random_forest" / answer.model_version / "model.joblib")
     assert answer.probability == pytest.approx(model.predict_proba(employee_frame([EXAMPLE_EMPLOYEE]))[0, 1], abs=1e-6)
     assert answer.label == ("Oui" if answer.prediction else "Non")
     trace = stored(layer, answer.request_id)

@@ -8,7 +8,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from attrition.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from attrition.synthetic import synthetic_employees
@@ -58,9 +58,38 @@ def test_other_layouts_have_no_fast_path():
     kept = _fitted([("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)])
     strict = _fitted([("categorical", OneHotEncoder(sparse_output=False), categorical),
                       ("numeric", StandardScaler(), numeric)])
-    for pipeline in (ordinal, imputed, kept, strict):
+    counts = ["revenu_mensuel", "distance_domicile_travail"]
+    others = [name for name in numeric if name not in counts]
+    one_hot = ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)
+
+    def with_counts(step) -> Pipeline:
+        return _fitted([one_hot, ("counts", step, counts), ("numeric", StandardScaler(), others)])
+
+    # Another function than log1p, log1p with arguments, or log1p then an unknown step: not the known steps.
+    other_function = with_counts(FunctionTransformer(np.sqrt))
+    with_arguments = with_counts(FunctionTransformer(np.log1p, kw_args={"out": None}))
+    log_then_imputed = with_counts(Pipeline([("log1p", FunctionTransformer(np.log1p)), ("impute", SimpleImputer())]))
+    for pipeline in (ordinal, imputed, kept, strict, other_function, with_arguments, log_then_imputed):
         assert row_encoder(pipeline) is None
     assert row_encoder(ordinal.named_steps["classifier"]) is None, "a bare classifier is not a pipeline"
+
+
+def test_a_layout_of_several_one_hot_and_log1p_blocks_has_an_exact_fast_path():
+    levels = ["satisfaction_employee_equipe", "niveau_hierarchique_poste"]
+    counts = ["revenu_mensuel", "annees_dans_l_entreprise"]
+    pipeline = _fitted([
+        ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(CATEGORICAL_FEATURES)),
+        ("levels", OneHotEncoder(categories=[[1, 2, 3, 4], [1, 2, 3, 4, 5]], handle_unknown="ignore",
+                                 sparse_output=False), levels),
+        ("log", Pipeline([("log1p", FunctionTransformer(np.log1p)), ("scale", StandardScaler())]), counts),
+        ("raw_log", FunctionTransformer(np.log1p), ["distance_domicile_travail"]),
+        ("numeric", StandardScaler(), ["age", "nb_formations_suivies"])])
+    encoder = row_encoder(pipeline)
+    assert encoder is not None
+    rows = synthetic_employees(300, seed=8)
+    rows.append(dict(rows[0], satisfaction_employee_equipe=9))  # an unknown level encodes as zeros
+    assert np.array_equal(encoder.encode(rows), pipeline.named_steps["preprocess"].transform(employee_frame(rows)))
+    assert matches_pipeline(encoder, pipeline, rows, employee_frame(rows))
 
 
 def test_a_fast_path_that_disagrees_with_its_pipeline_is_detected():

@@ -20,6 +20,7 @@ from registry.trust import COMMITTED_MANIFEST, TrustedManifest, load_artifact
 from tests.conftest import PROJECT_ROOT
 from training.evaluate import QUALITY_BAR, meets_quality_bar
 from training.pipelines import BASELINE, MODEL_NAMES
+from tests.training.card_checks import check_out_of_fold_references
 from training.train import data_fingerprint
 
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -31,8 +32,37 @@ def _card(folder: Path) -> ModelCard:
     return ModelCard.model_validate_json((folder / CARD).read_text(encoding="utf-8"))
 
 
-def test_every_model_has_a_committed_v1() -> None:
-    assert {(p.parent.name, p.name) for p in VERSION_FOLDERS} >= {(name, "v1") for name in MODEL_NAMES}
+# The first versions are immutable: their files stay byte for byte what was first committed.
+V1_SHA256 = {
+    "baseline": ("021637bc5464727cc0966a647ac98a3307ef39bb5903a9678d84f3d9cdc15ea6",
+                 "a29bacc63118f2ffdb4532b9609ea99e469cb7b3f7d6e44db31acd53838f91b5"),
+    "gradient_boosting": ("2ae90aae93b266983fc419c9d7b2ec89bfbb09d83f21756ebc8188b825ddffbe",
+                          "0f92ee6ec192d519143257a3ef6d287fd4e79c01e8f3a17ac38e4f343b57af61"),
+    "logistic_regression": ("dd973aff94eaafd6166fa8fafa05a579827c291d755374d8f17658faf154c4dd",
+                            "ff497bde3108bcc87f28b28d23f675de8a31d1aad269c81ace4ac26e122cdeee"),
+    "random_forest": ("fc6f91696b05d40d650ea17baef0e05771f19404f2a27ecc6974198e5970526f",
+                      "4a52dee56e82c63f28ceec77e07882a1cdd4a3bdfb129d6c619380e38e8a6f1c"),
+}
+
+
+def test_every_model_has_a_committed_v1_and_v2() -> None:
+    assert {(p.parent.name, p.name) for p in VERSION_FOLDERS} >= {
+        (name, version) for name in MODEL_NAMES for version in ("v1", "v2")}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_first_versions_are_unchanged(name: str) -> None:
+    folder = MODELS_DIR / name / "v1"
+    digests = tuple(hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in (ARTIFACT, CARD))
+    assert digests == V1_SHA256[name]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_second_version_card_holds_consistent_out_of_fold_references(name: str) -> None:
+    card = _card(MODELS_DIR / name / "v2")
+    rows = card.training["rows"]
+    leavers = round(card.training["positive_share"] * rows)
+    check_out_of_fold_references(card, rows, leavers)
 
 
 @pytest.mark.parametrize("folder", VERSION_FOLDERS, ids=lambda p: f"{p.parent.name}:{p.name}")
@@ -55,6 +85,8 @@ def test_the_champion_is_a_committed_model_meeting_the_quality_bar() -> None:
     card = _card(MODELS_DIR / name / version)
     assert name != BASELINE
     assert meets_quality_bar(card.metrics), (card.metrics["cv"]["roc_auc_mean"], QUALITY_BAR)
+    # The live evaluation draws the champion's figures against its card's references.
+    assert "out_of_fold" in card.model_extra
 
 
 def test_committed_artifacts_load_and_predict_without_any_project_module(tmp_path: Path) -> None:
@@ -96,5 +128,5 @@ def test_models_hold_no_data_file_and_only_the_synthetic_self_check_employee() -
 @pytest.mark.extracts
 def test_committed_models_were_trained_on_the_current_extracts(extracts_dir: Path) -> None:
     fingerprint = data_fingerprint(load_employees(extracts_dir))
-    for name in MODEL_NAMES:
-        assert _card(MODELS_DIR / name / "v1").data_fingerprint == fingerprint, name
+    for folder in VERSION_FOLDERS:
+        assert _card(folder).data_fingerprint == fingerprint, folder

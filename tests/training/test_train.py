@@ -20,9 +20,10 @@ from attrition.synthetic import EXAMPLE_EMPLOYEE
 from registry.aliases import CHAMPION, promote, read_aliases
 from registry.trust import TrustedManifest, load_artifact, sha256_of
 from tests.attrition.synthetic_extracts import synthetic_extract_frames, write_extracts
+from tests.training.card_checks import check_out_of_fold_references
 from training import evaluate
 from training.evaluate import QUALITY_BAR
-from training.pipelines import BASELINE, LOGISTIC_REGRESSION, MODEL_NAMES
+from training.pipelines import BASELINE, GRADIENT_BOOSTING, LOGISTIC_REGRESSION, MODEL_NAMES
 from tests.training.conftest import manifest_of
 from training.train import (TrainingDataError, TrainingResult, TrustError, data_fingerprint,
                             load_training_data, main, train_all)
@@ -114,7 +115,8 @@ def test_the_card_describes_the_artifact_with_aggregates_only(trained: Trained, 
     assert card.features == feature_schema()
     assert card.labels == {"0": "Non", "1": "Oui"} and card.target == "a_quitte_l_entreprise"
     assert set(card.metrics) == {"cv", "holdout", "threshold_selection"}
-    assert set(card.versions) == {"python", "sklearn", "numpy", "pandas", "joblib"}
+    libraries = {"python", "sklearn", "numpy", "pandas", "joblib"}
+    assert set(card.versions) == (libraries | {"lightgbm"} if name == GRADIENT_BOOSTING else libraries)
     assert tuple(card.reference_distributions) == FEATURE_NAMES
     assert all(d["count"] == 1470 for d in card.reference_distributions.values())
 
@@ -135,6 +137,64 @@ def test_the_card_describes_the_artifact_with_aggregates_only(trained: Trained, 
     model = load_artifact(card.tag, folder / ARTIFACT, TrustedManifest.read(manifest_of(trained[0])))
     example = pd.DataFrame([card.self_check.employee], columns=list(FEATURE_NAMES))
     assert model.predict_proba(example)[0, 1] == pytest.approx(card.self_check.probability, abs=1e-12)
+
+
+@pytest.mark.extracts
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_card_holds_the_out_of_fold_references_of_the_extracts(trained: Trained, name: str) -> None:
+    card = next(r.card for r in trained[1] if r.name == name)
+    check_out_of_fold_references(card, 1470, 237)
+    groups = card.model_extra["out_of_fold"]["fairness"]
+    assert {label: g["size"] > 0 for label, g in groups["genre"]["groups"].items()} == {"F": True, "M": True}
+    assert all(g["size"] > 0 for g in groups["departement"]["groups"].values())
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[TrainingResult]]:
+    """Every model trained on 150 synthetic employees (every third one leaves)."""
+    root = tmp_path_factory.mktemp("synthetic")
+    data = write_extracts(root / "extracts", synthetic_extract_frames(150, seed=9))
+    return data, root / "models", train_all(data, root / "models", **_QUIET)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_card_trained_on_synthetic_extracts_holds_consistent_references(
+        synthetic_run: tuple[Path, Path, list[TrainingResult]], name: str) -> None:
+    _, out, results = synthetic_run
+    result = next(r for r in results if r.name == name)
+    check_out_of_fold_references(result.card, 150, 50)
+    document = json.loads((out / name / "v1" / CARD).read_text(encoding="utf-8"))
+    assert max(len(v) for v in _walk(document) if isinstance(v, list)) < 100
+
+
+def test_a_version_with_an_older_card_is_kept_and_a_new_one_carries_the_references(
+        synthetic_run: tuple[Path, Path, list[TrainingResult]], tmp_path: Path) -> None:
+    data, out, _ = synthetic_run
+    models = Path(shutil.copytree(out, tmp_path / "models"))
+    # A first-format card: same model, same data, no references.
+    card_path = models / BASELINE / "v1" / CARD
+    document = json.loads(card_path.read_text(encoding="utf-8"))
+    for field in ("card_format", "out_of_fold"):
+        document.pop(field)
+    card_path.write_text(json.dumps(document), encoding="utf-8")
+    before = _snapshot(models / BASELINE / "v1")
+    [result] = train_all(data, models, [BASELINE], **_QUIET)
+    assert (result.version, result.status) == ("v2", "created")
+    assert result.card.model_extra["out_of_fold"]["probability_distribution"]["rows"] == 150
+    assert _snapshot(models / BASELINE / "v1") == before
+    [again] = train_all(data, models, [BASELINE], **_QUIET)
+    assert (again.version, again.status) == ("v2", "unchanged")
+
+
+def test_training_is_reproducible_to_the_byte(
+        synthetic_run: tuple[Path, Path, list[TrainingResult]], tmp_path: Path) -> None:
+    data, out, _ = synthetic_run
+    again = train_all(data, tmp_path / "again", **_QUIET)
+    for result in again:
+        first = out / result.name / "v1"
+        assert (first / ARTIFACT).read_bytes() == (result.path / ARTIFACT).read_bytes(), result.name
+        assert result.card.model_extra["out_of_fold"] == json.loads(
+            (first / CARD).read_text(encoding="utf-8"))["out_of_fold"]
 
 
 @pytest.mark.extracts
