@@ -154,7 +154,7 @@ def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     """Every model trained on 150 synthetic employees (every third one leaves)."""
     root = tmp_path_factory.mktemp("synthetic")
     data = write_extracts(root / "extracts", synthetic_extract_frames(150, seed=9))
-    return data, root / "models", train_all(data, root / "models", **_QUIET)
+    return data, root / "models", train_all(data, root / "models", **_quiet(root / "models"))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -178,18 +178,18 @@ def test_a_version_with_an_older_card_is_kept_and_a_new_one_carries_the_referenc
         document.pop(field)
     card_path.write_text(json.dumps(document), encoding="utf-8")
     before = _snapshot(models / BASELINE / "v1")
-    [result] = train_all(data, models, [BASELINE], **_QUIET)
+    [result] = train_all(data, models, [BASELINE], **_quiet(models))
     assert (result.version, result.status) == ("v2", "created")
     assert result.card.model_extra["out_of_fold"]["probability_distribution"]["rows"] == 150
     assert _snapshot(models / BASELINE / "v1") == before
-    [again] = train_all(data, models, [BASELINE], **_QUIET)
+    [again] = train_all(data, models, [BASELINE], **_quiet(models))
     assert (again.version, again.status) == ("v2", "unchanged")
 
 
 def test_training_is_reproducible_to_the_byte(
         synthetic_run: tuple[Path, Path, list[TrainingResult]], tmp_path: Path) -> None:
     data, out, _ = synthetic_run
-    again = train_all(data, tmp_path / "again", **_QUIET)
+    again = train_all(data, tmp_path / "again", **_quiet(tmp_path / "again"))
     for result in again:
         first = out / result.name / "v1"
         assert (first / ARTIFACT).read_bytes() == (result.path / ARTIFACT).read_bytes(), result.name
