@@ -13,7 +13,6 @@ rows. An artifact is loaded only when its sha256 is the one its card records.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from attrition.card import ARTIFACT_FILE, CARD_FILE, ModelCard
 from attrition.extracts import ExtractError, features_and_target
+from registry.trust import TrustedManifest, UntrustedArtifact, load_artifact, sha256_of
 from training.evaluate import N_SPLITS, cross_validate
 from training.train import TrainingDataError, data_fingerprint, load_training_data
 
@@ -53,27 +53,38 @@ def committed_versions(models_dir: Path) -> list[Path]:
     return sorted(folders, key=lambda p: (p.parent.name, int(p.name[1:]) if p.name[1:].isdigit() else 0))
 
 
-def evaluate_version(folder: Path, features: Any, target: Any, fingerprint: str) -> VersionScores:
-    """Cross-validate the definition of the version in ``folder`` on the shared folds."""
-    import joblib
+def evaluate_version(folder: Path, features: Any, target: Any, fingerprint: str,
+                     manifest: TrustedManifest | None = None) -> VersionScores:
+    """Cross-validate the definition of the version in ``folder`` on the shared folds.
 
+    The artifact is unpickled only through the trusted loader (``manifest``:
+    default, the one in force), and only if it is also the one its card describes.
+    """
     card = ModelCard.model_validate(json.loads((folder / CARD_FILE).read_text(encoding="utf-8")))
     artifact = folder / ARTIFACT_FILE
-    if hashlib.sha256(artifact.read_bytes()).hexdigest() != card.artifact_sha256:
+    if sha256_of(artifact) != card.artifact_sha256:
         raise ValueError(f"{card.tag}: {artifact} does not match the sha256 of its card")
-    definition = clone(joblib.load(artifact))
+    try:
+        definition = clone(load_artifact(card.tag, artifact, manifest))
+    except UntrustedArtifact as exc:
+        raise ValueError(f"{card.tag}: {exc}") from None
     cv, _ = cross_validate(definition, features, target)
     return VersionScores(card.tag, cv, card.threshold, artifact.stat().st_size, card.metrics.get("cv", {}),
                          card.data_fingerprint == fingerprint)
 
 
-def compare_versions(data_dir: str | Path, models_dir: str | Path) -> list[VersionScores]:
-    """Scores of every committed version on the same folds of the extracts in ``data_dir``."""
+def compare_versions(data_dir: str | Path, models_dir: str | Path,
+                     manifest: str | Path | None = None) -> list[VersionScores]:
+    """Scores of every committed version on the same folds of the extracts in ``data_dir``.
+
+    ``manifest``: the trusted manifest the artifacts are checked against (default: the one in force).
+    """
+    trusted = TrustedManifest.read(manifest)
     employees = load_training_data(data_dir)
     fingerprint = data_fingerprint(employees)
     features, target = features_and_target(employees)
     with threadpool_limits(limits=1):
-        return [evaluate_version(folder, features, target, fingerprint)
+        return [evaluate_version(folder, features, target, fingerprint, trusted)
                 for folder in committed_versions(Path(models_dir))]
 
 
@@ -101,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="folder of the three HR extracts (read only)")
     parser.add_argument("--models", default=Path("models"), type=Path, help="models folder (default: models)")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="trusted manifest of the artifacts (default: the one in force)")
     args = parser.parse_args(argv)
     try:
-        scores = compare_versions(args.data, args.models)
+        scores = compare_versions(args.data, args.models, args.manifest)
     except (ExtractError, TrainingDataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

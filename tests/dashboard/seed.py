@@ -4,13 +4,13 @@ Rows are synthetic employees (``attrition.synthetic``), scored by the real
 committed models so that their traces reproduce; they are written by Core
 inserts into ``prediction_traces``. In the last 24 hours:
 
-- ``logistic_regression:v1``: 120 single calls (6 errors, 5 fallbacks) and 2
+- the champion (``logistic_regression``, the version ``champion`` names): 120 single calls (6 errors, 5 fallbacks) and 2
   batches of 15 rows: 150 rows, 122 requests; every row works overtime
   (``heure_supplementaires`` = ``Oui``): a seeded shift on that input;
 - ``gradient_boosting:v1``: 40 single calls and 1 batch of 10 rows: 50 rows,
   41 requests (fewer than the Drift page's 100 rows: no verdict);
 
-and 30 more single calls of ``logistic_regression:v1`` ten days ago.
+and 30 more single calls of the champion ten days ago.
 """
 from __future__ import annotations
 
@@ -26,12 +26,15 @@ from attrition.synthetic import synthetic_employees
 from persistence.database.engine import make_engine
 from persistence.database.migrate import upgrade
 from persistence.database.schema import prediction_traces
+from registry.aliases import CHAMPION, read_aliases
 from registry.runner import employee_frame
 from registry.store import ARTIFACT, sha256_of
 from registry.trust import load_artifact
 from settings import settings
 
-LOGISTIC = ("logistic_regression", "v1")
+# The champion serves most of the traffic, as it does in production; the pages open on it.
+LOGISTIC = tuple(read_aliases(Path(settings.models_dir))[CHAMPION].split(":"))
+LOGISTIC_TAG = ":".join(LOGISTIC)
 BOOSTING = ("gradient_boosting", "v1")
 AUDITED_REQUEST = "seed-logistic_regression-0020"
 TAMPERED_REQUEST = "seed-logistic_regression-0021"

@@ -21,8 +21,8 @@ from persistence.database.engine import make_engine
 from persistence.database.schema import prediction_traces, trace_reads
 from settings import settings
 from tests.dashboard.conftest import APP
-from tests.dashboard.seed import (AUDITED_REQUEST, LOGISTIC, SHIFTED_INPUT, SHIFTED_VALUE, TAMPERED_REQUEST,
-                                  SeedCounts)
+from tests.dashboard.seed import (AUDITED_REQUEST, LOGISTIC, LOGISTIC_TAG, SHIFTED_INPUT, SHIFTED_VALUE,
+                                  TAMPERED_REQUEST, SeedCounts)
 
 SERVICE, PREDICTIONS, MODELS, DRIFT = (f"views/{name}.py" for name in ("service", "predictions", "models", "drift"))
 
@@ -214,17 +214,17 @@ def test_models_page_compares_cards_and_live_volume(seeded_dashboard) -> None:
     _, seed = seeded_dashboard
     app = run_page(MODELS)
     cards = app.dataframe[0].value
-    assert {"logistic_regression:v1", "gradient_boosting:v1", "random_forest:v1", "baseline:v1"} <= set(cards.columns)
+    assert {LOGISTIC_TAG, "gradient_boosting:v1", "random_forest:v1", "baseline:v1"} <= set(cards.columns)
     card = read_card(settings.models_dir, *LOGISTIC)
     assert isinstance(card, ModelCard)
-    assert cards.loc["ROC AUC", "logistic_regression:v1"] == (
+    assert cards.loc["ROC AUC", LOGISTIC_TAG] == (
         f"{card.metrics['cv']['roc_auc_mean']:.3f} ± {card.metrics['cv']['roc_auc_std']:.3f} (5-fold CV)")
-    assert cards.loc["precision at threshold", "logistic_regression:v1"] == (
+    assert cards.loc["precision at threshold", LOGISTIC_TAG] == (
         f"{card.metrics['threshold_selection']['precision']:.3f} (out-of-fold CV)")
-    assert app.info[0].value.startswith("**2 model versions served traffic**; the champion logistic_regression:v1 "
+    assert app.info[0].value.startswith(f"**2 model versions served traffic**; the champion {LOGISTIC_TAG} "
                                         f"served {seed.logistic_rows_24h} of {seed.rows_24h} rows")
     shown = metrics(app)
-    assert shown["logistic_regression:v1"] == f"{seed.logistic_rows_24h} rows"
+    assert shown[LOGISTIC_TAG] == f"{seed.logistic_rows_24h} rows"
     assert shown["gradient_boosting:v1"] == f"{seed.boosting_rows_24h} rows"
     specs = chart_specs(app)
     assert len(specs) == 3  # positive rate, one probability histogram per model version
@@ -232,13 +232,13 @@ def test_models_page_compares_cards_and_live_volume(seeded_dashboard) -> None:
     assert rates["y"]["field"] == "model" and rates["x"]["field"] == "positive_rate"  # one row per name:version
     assert specs[0]["height"] == 100  # two rows of 28 px, raised to the 100 px floor
     assert {spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else spec.get("title")
-            for spec in specs[1:]} == {"gradient_boosting:v1", "logistic_regression:v1"}
+            for spec in specs[1:]} == {"gradient_boosting:v1", LOGISTIC_TAG}
 
 
 def test_drift_page_shows_the_psi_of_the_seeded_shift(seeded_dashboard) -> None:
     _, seed = seeded_dashboard
     app = run_page(DRIFT)
-    assert app.selectbox(key="drift_model").value == "logistic_regression:v1"
+    assert app.selectbox(key="drift_model").value == LOGISTIC_TAG
     table = app.dataframe[0].value.set_index("input")
     assert len(table) == 30
     shares = read_card(settings.models_dir, *LOGISTIC).reference_distributions[SHIFTED_INPUT]["shares"]
@@ -248,7 +248,7 @@ def test_drift_page_shows_the_psi_of_the_seeded_shift(seeded_dashboard) -> None:
     assert table.loc[SHIFTED_INPUT, "PSI"] == pytest.approx(expected, abs=1e-9)
     assert table.loc[SHIFTED_INPUT, "verdict"] == "drift" and table.loc[SHIFTED_INPUT, "adjusted p"] < 1e-6
     assert table.loc[SHIFTED_INPUT, "rows"] == seed.logistic_rows_24h
-    assert "inputs drift** (150 rows of logistic_regression:v1)" in app.error[0].value
+    assert f"inputs drift** (150 rows of {LOGISTIC_TAG})" in app.error[0].value
     assert SHIFTED_INPUT in app.error[0].value
     assert "Holm's adjustment" in app.markdown[0].value
     shown = app.multiselect(key="drift_features").value
