@@ -193,6 +193,21 @@ class TraceJournal:
             self._close_current()
             return sorted(self._locks)
 
+    def rotate_unless_behind(self) -> tuple[list[Path], bool]:
+        """The own files a replay takes now, and whether the current file was rotated for it.
+
+        While files rotated out by an earlier pass are still waiting (their
+        replay failed: a database that answers but refuses writes), those are
+        taken and the current file is kept open: the files, and the lock each
+        holds, stay at most two however long the database refuses.
+        """
+        with self._guard:
+            behind = sorted(path for path in self._locks if path != self._current)
+            if behind:
+                return behind, False
+            self._close_current()
+            return sorted(self._locks), True
+
     def _close_current(self) -> None:
         if self._fd is not None:
             try:

@@ -211,6 +211,8 @@ class TraceWriter:
             database_reachable=self.policy.available or self.replayer.database_answers,
             journal_backlog=self.journal.backlog_rows, journal_bytes=self.journal.backlog_bytes,
             journal_full=self.policy.journal_full, orphaned_journals=len(orphan_journals(self.journal)),
+            replay_failing=self.replayer.failing, replay_failures=self.replayer.failed_passes,
+            replay_error=self.replayer.last_failure,
             quarantined=quarantined_rows(self.journal.directory),
             quarantine_bytes=quarantine_bytes(self.journal.directory), last_commit_at=self.policy.last_commit_at,
             restarts=self.stats.restarts)
@@ -259,6 +261,7 @@ class TraceWriter:
                 log.warning("closing the trace writer's connection: %r", exc)
         if self._owns_engine:
             self.engine.dispose()
+        self.replayer.release_alarm()
         metrics.JOURNAL_MODE.set(0)
 
     # -- supervision --------------------------------------------------------------------------------
