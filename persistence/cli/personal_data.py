@@ -131,6 +131,7 @@ def run_reads(arguments: argparse.Namespace, url: str) -> int:
         print(f"no read of employee {arguments.employee}'s traces is recorded")
     for read in reads:
         what = f"request {read['request_id']}" if read["request_id"] else read["how"]
-        print(f"{read['read_at']}  key={read['key_id'] or '(none: loopback, no keys)'}  {read['route']}  {what}  "
+        print(f"{read['read_at']}  key={read['key_id'] or '(none: loopback, no keys)'}  "
+              f"reader={read['reader'] or '-'}  {read['route']}  {what}  "
               f"rows={read['rows']}  parameters={read['parameters']}")
     return 0
