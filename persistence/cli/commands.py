@@ -12,7 +12,8 @@
 ``python -m persistence reads --employee N``     migrate, then print who read employee N's traces, and when
 
 Every command uses ``settings.resolved_database_url`` (``DATABASE_URL``, or the embedded SQLite file).
-Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts, 3 traces still refused.
+Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts, 3 traces still refused. A database
+failure is printed as its class and what to do (:func:`failure_advice`), never the driver's message.
 """
 from __future__ import annotations
 
