@@ -140,6 +140,11 @@ class WriterDetail(BaseModel):
     journal_full: bool = Field(description="The journal refused its last append (cap or full disk): requests that "
                                            "need it answer 503 and the worker is unready.")
     orphaned_journals: int = Field(description="Journal files of other processes waiting for a replay.")
+    replay_failing: bool = Field(description="The database answers but refuses the replay (read-only, a revoked "
+                                             "INSERT): a journal this worker cannot drain. Not a readiness matter "
+                                             "(replicas share the database); the replay backs off.")
+    replay_failures: int = Field(description="Consecutive failed replay passes.")
+    replay_error: str | None = Field(description="What the last failed replay met: its class and SQLSTATE.")
     quarantined: int = Field(description="Traces in quarantine files: the database refused them for their content "
                                          "(an alarm; `python -m persistence replay-quarantine FILE`).")
     quarantine_bytes: int = Field(description="Bytes of the quarantine files "

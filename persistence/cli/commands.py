@@ -12,7 +12,8 @@
 ``python -m persistence reads --employee N``     migrate, then print who read employee N's traces, and when
 
 Every command uses ``settings.resolved_database_url`` (``DATABASE_URL``, or the embedded SQLite file).
-Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts, 3 traces still refused.
+Exit codes: 0 done, 1 database failure, 2 bad arguments or malformed extracts, 3 traces still refused. A database
+failure is printed as its class and what to do (:func:`failure_advice`), never the driver's message.
 """
 from __future__ import annotations
 
@@ -143,6 +144,36 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_reads(arguments, url)
     except (sa.exc.SQLAlchemyError, psycopg.Error, OSError) as exc:
-        print(f"error: database {shown}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        print(f"error: database {shown}: {failure_advice(exc)}", file=sys.stderr)
         return EXIT_DATABASE
     return 0
+
+
+def failure_advice(exc: BaseException) -> str:
+    """The class of a command's failure and what to do about it, without the driver's message.
+
+    A driver's message quotes values (PostgreSQL's ``DETAIL: Key (id)=(1234)
+    already exists.``, a failing row): only the exception's class, the
+    SQLSTATE and the table, column and constraint it names are printed.
+    """
+    from persistence.database.engine import classify_failure
+
+    original: BaseException = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+    kind = type(original).__name__
+    if isinstance(original, OSError) and not isinstance(exc, sa.exc.SQLAlchemyError):
+        # A file of the state directory or a socket: its path and the system's reason carry no row.
+        return (f"{kind}: {original.strerror or original} ({original.filename or 'no file'}): check that the path "
+                "exists and is writable, then run the command again")
+    state = getattr(original, "sqlstate", None)
+    named = ""
+    if isinstance(original, psycopg.Error):
+        diag = original.diag
+        named = ", ".join(f"{what} {name}" for what, name in (
+            ("table", diag.table_name), ("column", diag.column_name), ("constraint", diag.constraint_name)) if name)
+    where = f" (SQLSTATE {state}{'; ' + named if named else ''})" if state else (f" ({named})" if named else "")
+    if classify_failure(exc) == "rejected":
+        return (f"{kind}{where}: the database refused a row for its content (a duplicate key or a value outside "
+                "its column's rules); nothing of this command's transaction was kept. Fix the data it writes (or "
+                "what is already stored), then run the command again")
+    return (f"{kind}{where}: the database is unreachable, read-only, or refuses this role; check DATABASE_URL, "
+            "that the server runs and takes writes, and the role's privileges, then run the command again")

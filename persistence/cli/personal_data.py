@@ -9,7 +9,7 @@ from pathlib import Path
 from attrition.schema import MAX_ID
 from persistence.database.columns import utcnow
 from persistence.database.engine import make_engine
-from persistence.personal_data.erasure import DEFAULT_SETTLE_S, ERASED_BY_LENGTH, erase_employees
+from persistence.personal_data.erasure import ERASED_BY_LENGTH, erase_employees, settle_time_s
 from persistence.personal_data.reads import reads_of_employee
 from persistence.personal_data.retention import (AI_ACT_MINIMUM_DAYS, DEFAULT_BATCH_ROWS, DEFAULT_PAUSE_S,
                                                  purge_traces, retention_cutoff)
@@ -24,8 +24,9 @@ def add_erase_command(commands: argparse._SubParsersAction) -> None:
     erase.add_argument("--employees-file", type=Path, metavar="FILE",
                        help="a file of employee ids, one a line (blank lines and # comments ignored)")
     erase.add_argument("--by", default=None, help="who erases, for the tombstone (default: the OS user)")
-    erase.add_argument("--settle-s", type=float, default=DEFAULT_SETTLE_S,
-                       help=f"wait before the second sweep of late traces (default {DEFAULT_SETTLE_S:g})")
+    erase.add_argument("--settle-s", type=float, default=None,
+                       help="wait before the second sweep of late traces (default: the longest statement a write "
+                            f"may run, FUTURISYS_STATEMENT_TIMEOUT_MS, plus a margin: now {settle_time_s():g})")
 
 
 def _ids_of(arguments: argparse.Namespace) -> list[int]:
@@ -130,6 +131,7 @@ def run_reads(arguments: argparse.Namespace, url: str) -> int:
         print(f"no read of employee {arguments.employee}'s traces is recorded")
     for read in reads:
         what = f"request {read['request_id']}" if read["request_id"] else read["how"]
-        print(f"{read['read_at']}  key={read['key_id'] or '(none: loopback, no keys)'}  {read['route']}  {what}  "
+        print(f"{read['read_at']}  key={read['key_id'] or '(none: loopback, no keys)'}  "
+              f"reader={read['reader'] or '-'}  {read['route']}  {what}  "
               f"rows={read['rows']}  parameters={read['parameters']}")
     return 0

@@ -78,6 +78,11 @@ trace_reads = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=True, comment="The request id asked for."),
     sa.Column("parameters", JSONDocument, nullable=False, comment="The read's other parameters (period, page)."),
     sa.Column("rows", sa.Integer, nullable=False, comment="Traces returned."),
+    # Set by the database, never by the reader: PostgreSQL's default current_user (revision 0005), a column the
+    # dashboard's role may not insert (dashboard/readonly_role.py).
+    sa.Column("reader", sa.String(64), nullable=True,
+              comment="The database role that recorded the read (PostgreSQL: current_user, not settable by the "
+                      "dashboard's role); null before revision 0005 and on SQLite."),
     sa.Index(None, "employee_id", "read_at"),
     sa.Index(None, "read_at"),
 )

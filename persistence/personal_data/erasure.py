@@ -9,7 +9,11 @@ removes, for each employee id:
   of reads of one of their traces by request id;
 - their lines in the journals of dead instances and in quarantine files
   (every ``journal-*.jsonl`` and ``quarantine-*.jsonl`` under the state
-  directory, whatever the layout of its journal directories);
+  directory, whatever the layout of its journal directories, but only in the
+  directories recorded for this database, ``database.json``, or recorded for
+  none: another database's files on a shared volume are its own), whatever
+  the encoding of the line (a trace, a line set aside as text or as base64,
+  a line that is not even UTF-8);
 
 then leaves a tombstone in ``employee_erasures``: the id, when, by whom, no
 other data. A journal replay asks the tombstones first
@@ -19,15 +23,23 @@ journal of a running service (locked by its owner, so not rewritten here) can
 never bring them back. A prediction made after the erasure is new processing
 and is stored as usual.
 
+The second sweep (see :func:`erase_employees`) waits until every write
+that may have started before the tombstone's commit has ended: the longest
+statement a replay or a group commit may run (``statement_timeout_ms``, the
+writer's own deadline) plus a margin, not a fixed few seconds. The erasure's
+time is the database's clock, the one clock every instance's traces meet.
+
 Limits: a trace of inline fields never tagged with an id cannot be found by
 id; backups and copies outside the database and the state directory are out
-of reach; an import of extracts that still hold the employee brings their
-``employees`` row back.
+of reach. An import of extracts that still hold the employee skips them: the
+import asks the tombstones too (:mod:`persistence.database.dataset`).
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import re
 import stat
 import time
 import uuid
@@ -43,14 +55,33 @@ from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection, Engine
 
 from persistence.database.columns import utcnow
+from persistence.database.engine import database_fingerprint
 from persistence.database.schema import employee_erasures, employees, prediction_traces, trace_reads
-from persistence.trace.journal_format import JOURNAL_GLOB, QUARANTINE_GLOB, QUARANTINE_PREFIX
+from persistence.trace.journal_format import (JOURNAL_GLOB, QUARANTINE_GLOB, QUARANTINE_PREFIX, UNREADABLE_KEY,
+                                              read_database_record)
+from persistence.trace.store import STATEMENT_MARGIN_MS
+from settings import settings
 
 log = logging.getLogger(__name__)
 
 ERASED_BY_LENGTH = 200
-DEFAULT_SETTLE_S = 5.0
-"""How long the erasure waits before its second sweep of the traces (see :func:`erase_employees`)."""
+SETTLE_MARGIN_S = 2.0
+"""Added to the longest statement a write may run: connection set-up, the commit itself."""
+EMPLOYEE_ID_FIELD = re.compile(rb'"employee_id"\s*:\s*(\d{1,19})')
+"""An employee id in a line that does not parse as JSON (a torn or hand-edited line, bytes that are not UTF-8)."""
+
+
+def settle_time_s() -> float:
+    """How long the erasure waits before its second sweep: the longest write that may be in flight, and a margin.
+
+    A replay inserts on the pooled connections (``statement_timeout_ms``), a
+    group commit on the writer's own (its deadline plus a margin: see
+    :mod:`persistence.trace.store`); a statement running when the tombstone
+    commits ends, committed or cancelled by the server, within the longer
+    of the two. Without a statement timeout (0), the commit deadline's bound.
+    """
+    longest_ms = max(settings.statement_timeout_ms, settings.commit_deadline_ms + STATEMENT_MARGIN_MS)
+    return longest_ms / 1000 + SETTLE_MARGIN_S
 
 
 @dataclass
@@ -122,21 +153,35 @@ def _delete_from_database(connection: Connection, employee_id: int, received_unt
 
 
 def _employee_of(line: bytes | str) -> int | None:
-    """The employee id of a journal line, also of one a quarantine entry holds as text; None when it has none."""
+    """The employee id of a journal line, whatever its encoding; None when it names none.
+
+    A trace line; a quarantine entry holding a journal line as text or, when
+    it was not UTF-8, as base64; a line that is not JSON at all (bytes that
+    are not UTF-8, a torn or hand-edited line), searched for its
+    ``"employee_id": N`` field: each is still the employee's data.
+    """
+    raw = line.encode("utf-8", errors="surrogateescape") if isinstance(line, str) else line
     try:
-        document = orjson.loads(line)
+        document = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None  # not JSON at all: kept as it is, for whoever fixes it by hand
+        found = EMPLOYEE_ID_FIELD.search(raw)
+        return int(found.group(1)) if found else None
     if not isinstance(document, dict):
         return None
     value = document.get("employee_id")
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     # A line that did not read as a trace (another version's, say) is quarantined wrapped with where it came
-    # from, its text kept as written: it is still theirs.
-    for nested in document.values():
-        if isinstance(nested, dict) and isinstance(nested.get("text"), str):
-            return _employee_of(nested["text"])
+    # from, kept as written: as text, or as base64 when it was not UTF-8. It is still theirs.
+    entry = document.get(UNREADABLE_KEY)
+    if isinstance(entry, dict):
+        if isinstance(entry.get("text"), str):
+            return _employee_of(entry["text"])
+        if isinstance(entry.get("base64"), str):
+            try:
+                return _employee_of(base64.b64decode(entry["base64"], validate=True))
+            except ValueError:
+                return None
     return None
 
 
@@ -195,19 +240,38 @@ def _scrub_under_lock(path: Path, journal: Path, ids: frozenset[int]) -> Counter
         lock.release()
 
 
-def scrub_files(state_dir: Path, ids: Iterable[int]) -> FileScrub:
+def _of_this_database(path: Path, fingerprint: str | None, verdicts: dict[Path, bool]) -> bool:
+    """True when the journal directory of ``path`` is recorded for ``fingerprint``'s database, or for none."""
+    directory = path.parent
+    if directory not in verdicts:
+        record = read_database_record(directory)
+        # No record: an earlier version's directory, or files put there by hand; the erasure takes them as
+        # this database's (as `replay-journal` does), for an erased employee's data must not survive by default.
+        verdicts[directory] = fingerprint is None or record is None or record["fingerprint"] == fingerprint
+    return verdicts[directory]
+
+
+def scrub_files(state_dir: Path, ids: Iterable[int], fingerprint: str | None = None) -> FileScrub:
     """Remove the lines of ``ids`` from every journal of a dead process and every quarantine file under ``state_dir``.
 
-    A journal whose lock is held belongs to a running process: it is left as
-    it is (its replay asks the tombstones first). A quarantine file whose
-    journal is being replayed right now is left too, and reported.
+    With ``fingerprint`` (:func:`persistence.database.engine.database_fingerprint`),
+    only the files of directories recorded for that database, or recorded for
+    none: instances of other databases sharing the state directory keep
+    theirs. A journal whose lock is held belongs to a running process: it is
+    left as it is (its replay asks the tombstones first). A quarantine file
+    whose journal is being replayed right now is left too, and reported.
     """
     wanted = frozenset(ids)
     scrub = FileScrub()
     state_dir = Path(state_dir)
     if not state_dir.is_dir():
         return scrub
-    for path in sorted(state_dir.rglob(JOURNAL_GLOB)):
+    verdicts: dict[Path, bool] = {}
+    journals = [path for path in sorted(state_dir.rglob(JOURNAL_GLOB))
+                if _of_this_database(path, fingerprint, verdicts)]
+    quarantines = [path for path in sorted(state_dir.rglob(QUARANTINE_GLOB))
+                   if _of_this_database(path, fingerprint, verdicts)]
+    for path in journals:
         scrub.journals_scanned += 1
         removed = _scrub_under_lock(path, path, wanted)
         if removed is None:
@@ -215,7 +279,7 @@ def scrub_files(state_dir: Path, ids: Iterable[int]) -> FileScrub:
         elif removed:
             scrub.journals_rewritten += 1
             scrub.journal_lines.update(removed)
-    for path in sorted(state_dir.rglob(QUARANTINE_GLOB)):
+    for path in quarantines:
         scrub.quarantine_scanned += 1
         removed = _scrub_under_lock(path, path.with_name(path.name.removeprefix(QUARANTINE_PREFIX)), wanted)
         if removed is None:
@@ -226,34 +290,50 @@ def scrub_files(state_dir: Path, ids: Iterable[int]) -> FileScrub:
     return scrub
 
 
+def _database_now(connection: Connection) -> datetime:
+    """The database's clock (PostgreSQL), the one every instance's writes meet; this host's for SQLite (one host)."""
+    if connection.dialect.name == "postgresql":
+        return connection.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    return utcnow()
+
+
 def erase_employees(engine: Engine, employee_ids: Sequence[int], erased_by: str, state_dir: Path,
-                    settle_s: float = DEFAULT_SETTLE_S) -> tuple[list[Erasure], FileScrub]:
+                    settle_s: float | None = None) -> tuple[list[Erasure], FileScrub]:
     """Erase each employee's data in the database and the state directory's files; leave a tombstone each.
 
     Per employee, one transaction deletes the traces, read-log rows and
     employee row, and writes the tombstone: from its commit on, no replay
     inserts a journaled trace of theirs received before it. Then the files
-    are scrubbed. After ``settle_s`` a second sweep deletes any trace of
-    theirs received before the erasure that landed meanwhile (a replay that
-    read the tombstones just before the commit, a commit of a request in
-    flight at the erasure).
+    of this database's journal directories are scrubbed. After ``settle_s``
+    (default :func:`settle_time_s`: every write in flight at the commit has
+    ended by then) a second sweep deletes any trace of theirs received before
+    that sweep that landed meanwhile (a replay that read the tombstones just
+    before the commit, a commit of a request in flight at the erasure), and
+    moves the tombstone's time to the sweep's: the erasure ends there, and an
+    instance whose clock runs behind or ahead of the database's by less than
+    the settle time cannot bring back a trace it received before.
     """
+    settle_s = settle_time_s() if settle_s is None else settle_s
     erasures: list[Erasure] = []
     for employee_id in dict.fromkeys(employee_ids):
         with engine.begin() as connection:
             traces, reads, rows = _delete_from_database(connection, employee_id)
-            erasure = Erasure(employee_id, str(uuid.uuid4()), utcnow(), erased_by, traces=traces,
+            erasure = Erasure(employee_id, str(uuid.uuid4()), _database_now(connection), erased_by, traces=traces,
                               employee_rows=rows, read_log_rows=reads)
             connection.execute(sa.insert(employee_erasures).values(
                 erasure_id=erasure.erasure_id, employee_id=employee_id, erased_at=erasure.erased_at,
                 erased_by=erased_by))
         erasures.append(erasure)
-    scrub = scrub_files(state_dir, [erasure.employee_id for erasure in erasures])
+    scrub = scrub_files(state_dir, [erasure.employee_id for erasure in erasures], database_fingerprint(engine.url))
     if settle_s > 0:
         time.sleep(settle_s)
     for erasure in erasures:
         with engine.begin() as connection:
-            traces, reads, _ = _delete_from_database(connection, erasure.employee_id, erasure.erased_at)
+            ended_at = _database_now(connection)
+            traces, reads, _ = _delete_from_database(connection, erasure.employee_id, ended_at)
+            connection.execute(sa.update(employee_erasures).where(
+                employee_erasures.c.erasure_id == erasure.erasure_id).values(erased_at=ended_at))
+        erasure.erased_at = ended_at
         erasure.traces += traces
         erasure.read_log_rows += reads
         erasure.journal_lines = scrub.journal_lines[erasure.employee_id]

@@ -45,9 +45,11 @@ def record_read(engine: Engine, key_id: str | None, route: str, parameters: dict
 def reads_of_employee(engine: Engine, employee_id: int) -> list[dict[str, Any]]:
     """Every read that returned or may have returned employee ``employee_id``'s traces, oldest first.
 
-    Each has ``how``: ``employee`` (asked by employee id, or a trace of theirs
-    by request id), or ``listing`` (a listing with no employee filter that
-    returned rows after their first trace was written: it may have shown it).
+    ``reader`` is the database role that recorded the read (PostgreSQL sets
+    it; None on SQLite and before revision 0005). Each has ``how``:
+    ``employee`` (asked by employee id, or a trace of theirs by request id),
+    or ``listing`` (a listing with no employee filter that returned rows
+    after their first trace was written: it may have shown it).
     """
     first_trace = (sa.select(sa.func.min(prediction_traces.c.received_at))
                    .where(prediction_traces.c.employee_id == employee_id).scalar_subquery())
@@ -57,6 +59,7 @@ def reads_of_employee(engine: Engine, employee_id: int) -> list[dict[str, Any]]:
     query = sa.select(trace_reads).where(sa.or_(asked, listing)).order_by(trace_reads.c.read_at)
     with engine.connect() as connection:
         found = connection.execute(query).mappings().all()
-    return [{"read_at": row["read_at"].isoformat(), "key_id": row["key_id"], "route": row["route"],
+    return [{"read_at": row["read_at"].isoformat(), "key_id": row["key_id"], "reader": row["reader"],
+             "route": row["route"],
              "how": "employee" if row["employee_id"] == employee_id else "listing", "request_id": row["request_id"],
              "parameters": row["parameters"], "rows": row["rows"]} for row in found]

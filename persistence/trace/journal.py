@@ -37,10 +37,11 @@ from filelock import FileLock, Timeout
 from persistence.database.engine import PRIVATE_FILE_MODE
 from persistence.database.traces import Trace
 from persistence.trace import metrics
-from persistence.trace.journal_format import (JOURNAL_GLOB, delete_locked, directory_for, fsync_directory,
-                                              journal_lines, lock_for, quarantine_bytes, quarantine_path,
-                                              quarantined_offsets, read_database_record, sibling_directories,
-                                              unreadable_entry, write_all, write_database_record, write_lines)
+from persistence.trace.journal_format import (JOURNAL_GLOB, QuarantineCount, delete_locked, directory_for,
+                                              fsync_directory, journal_lines, lock_for, quarantine_bytes,
+                                              quarantine_path, quarantined_offsets, read_database_record,
+                                              sibling_directories, unreadable_entry, write_all,
+                                              write_database_record, write_lines)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class TraceJournal:
         self._rows: dict[Path, int] = {}
         self._bytes: dict[Path, int] = {}
         self._recorded = False
+        self.quarantine_count = QuarantineCount(self.directory)  # /health's count, read once per change
 
     @property
     def backlog_rows(self) -> int:
@@ -193,6 +195,21 @@ class TraceJournal:
             self._close_current()
             return sorted(self._locks)
 
+    def rotate_unless_behind(self) -> tuple[list[Path], bool]:
+        """The own files a replay takes now, and whether the current file was rotated for it.
+
+        While files rotated out by an earlier pass are still waiting (their
+        replay failed: a database that answers but refuses writes), those are
+        taken and the current file is kept open: the files, and the lock each
+        holds, stay at most two however long the database refuses.
+        """
+        with self._guard:
+            behind = sorted(path for path in self._locks if path != self._current)
+            if behind:
+                return behind, False
+            self._close_current()
+            return sorted(self._locks), True
+
     def _close_current(self) -> None:
         if self._fd is not None:
             try:
@@ -274,7 +291,9 @@ class TraceJournal:
             raise QuarantineFull(errno.ENOSPC, f"quarantine of {path.parent} full: {size} bytes, cap "
                                                f"{self.quarantine_max_bytes} (FUTURISYS_QUARANTINE_MAX_BYTES); "
                                                "its journal is kept")
+        before = self.quarantine_count.state(path)
         write_lines(path, text)
+        self.quarantine_count.appended(path, before, sum(1 for line in text.splitlines() if line.strip()))
         metrics.QUARANTINE_BYTES.set(quarantine_bytes(path.parent))
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ import base64
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -211,16 +212,70 @@ def write_lines(path: Path, text: str, mode: str = "a") -> None:
     fsync_directory(path.parent)
 
 
-def quarantined_rows(directory: Path) -> int:
-    """Traces held in the quarantine files of a journal directory."""
-    total = 0
-    for path in Path(directory).glob(QUARANTINE_GLOB):
+class QuarantineCount:
+    """The traces held in the quarantine files of one journal directory, counted once per change of a file.
+
+    ``/health`` asks on every call: a file is read again only when its
+    identity, size or modification time changed (a ``stat``, no read), so a
+    file written by another process (a replay of it, an erasure) is counted
+    anew. Whoever appends to a file it counted (:meth:`appended`) keeps the
+    count without reading it again.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        """Count the quarantine files of ``directory``."""
+        self.directory = Path(directory)
+        self._files: dict[Path, tuple[tuple[int, int, int], int]] = {}  # path: ((inode, size, mtime), lines)
+        self._guard = threading.Lock()
+
+    @staticmethod
+    def _key(path: Path) -> tuple[int, int, int] | None:
         try:
-            with path.open("rb") as stream:
-                total += sum(1 for line in stream if line.strip())
-        except OSError:  # removed while counting (a replay of it finished)
-            continue
-    return total
+            status = path.stat()
+        except OSError:
+            return None
+        return status.st_ino, status.st_size, status.st_mtime_ns
+
+    def rows(self) -> int:
+        """Traces in the quarantine files now."""
+        with self._guard:
+            seen: dict[Path, tuple[tuple[int, int, int], int]] = {}
+            for path in self.directory.glob(QUARANTINE_GLOB):
+                key = self._key(path)
+                if key is None:
+                    continue  # removed while counting (a replay of it finished)
+                known = self._files.get(path)
+                if known is not None and known[0] == key:
+                    seen[path] = known
+                elif (lines := _count_lines(path)) is not None:
+                    seen[path] = (key, lines)
+            self._files = seen
+            return sum(lines for _key, lines in seen.values())
+
+    def appended(self, path: Path, before: tuple[int, int, int] | None, lines: int) -> None:
+        """Record ``lines`` appended to ``path`` whose state before the append was ``before`` (see :meth:`state`)."""
+        with self._guard:
+            known = self._files.get(path)
+            after = self._key(path)
+            if after is None:
+                return
+            if before is None:
+                self._files[path] = (after, lines)  # a new file: all its lines are these
+            elif known is not None and known[0] == before:
+                self._files[path] = (after, known[1] + lines)
+            # else: never counted, or changed by someone else meanwhile: the next rows() reads it
+
+    def state(self, path: Path) -> tuple[int, int, int] | None:
+        """The state of ``path`` (None: it does not exist), to give :meth:`appended` after an append."""
+        return self._key(path)
+
+
+def _count_lines(path: Path) -> int | None:
+    try:
+        with path.open("rb") as stream:
+            return sum(1 for line in stream if line.strip())
+    except OSError:
+        return None
 
 
 def quarantine_bytes(directory: Path) -> int:

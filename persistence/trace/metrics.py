@@ -45,3 +45,8 @@ JOURNAL_REFUSALS = Counter(
 QUARANTINE_BYTES = Gauge("futurisys_trace_quarantine_bytes",
                          "Bytes of the quarantine files of this instance's journal directory (an alarm when above 0; "
                          "bounded by FUTURISYS_QUARANTINE_MAX_BYTES).", multiprocess_mode="livemax")
+REPLAY_FAILING = Gauge(
+    "futurisys_trace_replay_failing", "Worker processes whose journal replay fails while the database answers "
+    "(read-only, a revoked INSERT): a journal they cannot drain; the replay backs off.", multiprocess_mode="livesum")
+REPLAY_FAILURES = Counter("futurisys_trace_replay_failures",
+                          "Journal replay passes that failed while the database answered SELECT 1.")

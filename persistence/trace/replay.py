@@ -13,6 +13,15 @@ While its writer journals (the database was found unavailable), a pass is
 also the writer's probe: it runs even with nothing to replay, and only a pass
 that went through (schema migrated if the writer migrates, own journals
 inserted) puts the writer back to committing.
+
+A database that answers ``SELECT 1`` but refuses writes (read-only after a
+failover, a revoked INSERT) fails every pass: the replay then backs off
+(the interval doubles, up to :data:`MAX_BACKOFF_S`), rotates no more files
+until those it holds went in (so the files and locks it holds stay two at
+most), and says so: ``failing`` in the health detail, the
+``futurisys_trace_replay_failing`` gauge. It does not make the worker
+unready (replicas share the database: they would all turn unready at once);
+only a full journal does.
 """
 from __future__ import annotations
 
@@ -36,6 +45,9 @@ from persistence.trace.store import TraceStore
 
 log = logging.getLogger(__name__)
 
+MAX_BACKOFF_S = 60.0
+"""The longest wait between two replay passes while the database refuses them (never below the interval)."""
+
 
 class JournalReplayer:
     """Replays the journals of one writer's directory into its database, now and every ``interval_s``."""
@@ -58,6 +70,39 @@ class JournalReplayer:
         self._guard = threading.Lock()  # one pass at a time (the periodic task and replay_once)
         self.database_answers = False  # the last probe's ping
         self.first_pass = asyncio.Event()  # set once the first pass ended, however it ended
+        self.failed_passes = 0  # consecutive passes that failed with the database answering: it refuses writes
+        self.last_failure: str | None = None  # what the last failed pass met (no value: describe_failure)
+        self._counted_failing = False
+
+    @property
+    def failing(self) -> bool:
+        """True while the journal cannot be drained: the database answers but the last pass failed."""
+        return self.failed_passes > 0
+
+    @property
+    def delay_s(self) -> float:
+        """The wait before the next pass: the interval, doubled for each consecutive failed pass, up to a bound."""
+        if not self.failed_passes:
+            return self.interval_s
+        return min(self.interval_s * 2 ** min(self.failed_passes, 30), max(self.interval_s, MAX_BACKOFF_S))
+
+    def release_alarm(self) -> None:
+        """Take this replay out of ``futurisys_trace_replay_failing`` (its writer stops)."""
+        if self._counted_failing:
+            metrics.REPLAY_FAILING.dec()
+            self._counted_failing = False
+
+    def _passed(self, exc: BaseException | None) -> None:
+        """Count a pass's outcome: a failure with the database answering backs off and raises the alarm."""
+        if exc is None or not self.database_answers:
+            self.failed_passes, self.last_failure = 0, None
+        else:
+            self.failed_passes += 1
+            self.last_failure = describe_failure(exc)
+            metrics.REPLAY_FAILURES.inc()
+        if self.failing != self._counted_failing:
+            metrics.REPLAY_FAILING.inc(1 if self.failing else -1)
+            self._counted_failing = self.failing
 
     async def run_forever(self, stopping: asyncio.Event) -> None:
         """Replay at once, then every ``interval_s`` until ``stopping`` is set."""
@@ -65,7 +110,7 @@ class JournalReplayer:
             await self.replay_logging_failures()
             self.first_pass.set()
             try:
-                await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
+                await asyncio.wait_for(stopping.wait(), timeout=self.delay_s)
             except TimeoutError:
                 pass
 
@@ -78,17 +123,21 @@ class JournalReplayer:
         try:
             return await self.replay_once()
         except Exception as exc:  # retried at the next interval
-            log.warning("journal replay failed, retrying in %.1f s: %s", self.interval_s, describe_failure(exc))
+            log.warning("journal replay failed (%d in a row), retrying in %.1f s: %s", self.failed_passes,
+                        self.delay_s, describe_failure(exc))
             return 0
 
     def replay_pass(self) -> int:
         """One replay of every journal this process may replay; the traces inserted."""
         try:
-            return self._replay_pass()
+            inserted = self._replay_pass()
         except Exception as exc:
+            self._passed(exc)
             if is_missing_table(exc):
                 self._on_missing_table()  # the next pass migrates first
             raise
+        self._passed(None)
+        return inserted
 
     def _replay_pass(self) -> int:
         with self._guard:
@@ -102,11 +151,21 @@ class JournalReplayer:
             if self._prepare is not None:
                 self._prepare()
             inserted = 0
-            # Rotate first: traces journaled from now on go to a new file, never to one being deleted.
-            for path in self.journal.rotate():
-                if (replayed := self._replay_kept_if_quarantine_full(path)) is not None:
-                    inserted += replayed
-                    self.journal.forget(path)
+            # Rotate first: traces journaled from now on go to a new file, never to one being deleted. Files an
+            # earlier pass rotated and could not replay go first, and the current file is rotated only once they
+            # went in: a database refusing writes never makes a pass open (and lock) one more file.
+            paths, rotated = self.journal.rotate_unless_behind()
+            while True:
+                left = False
+                for path in paths:
+                    if (replayed := self._replay_kept_if_quarantine_full(path)) is not None:
+                        inserted += replayed
+                        self.journal.forget(path)
+                    else:
+                        left = True
+                if rotated or left:
+                    break
+                paths, rotated = self.journal.rotate_unless_behind()
             # This process's journal went in: the database takes writes again (what other processes left may
             # take longer, and is not this writer's backlog).
             if probing:

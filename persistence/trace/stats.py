@@ -44,6 +44,9 @@ class WriterHealth:
     journal_bytes: int  # ... their size, bounded by journal_max_bytes
     journal_full: bool  # the last append was refused (cap or full disk): requests needing the journal get 503
     orphaned_journals: int  # journal files of processes that are gone, waiting for a replay
+    replay_failing: bool  # the database answers but the replay fails: a journal this worker cannot drain
+    replay_failures: int  # consecutive failed replay passes (each waits twice as long, up to a bound)
+    replay_error: str | None  # what the last failed pass met (its class and SQLSTATE, no value)
     quarantined: int  # traces set aside in quarantine files (an alarm: see `python -m persistence`)
     quarantine_bytes: int
     last_commit_at: datetime | None

@@ -46,7 +46,7 @@ from persistence.trace import metrics
 from persistence.trace.commit_policy import CommitPolicy
 from persistence.trace.group_queue import GroupQueue, QueuedCall, resolve, traces_of
 from persistence.trace.journal import TraceJournal, orphan_journals
-from persistence.trace.journal_format import quarantine_bytes, quarantined_rows
+from persistence.trace.journal_format import quarantine_bytes
 from persistence.trace.replay import JournalReplayer
 from persistence.trace.stats import Outcome, TraceWriteError, WriterHealth, WriterState, WriterStats
 from persistence.trace.store import make_trace_store
@@ -211,7 +211,9 @@ class TraceWriter:
             database_reachable=self.policy.available or self.replayer.database_answers,
             journal_backlog=self.journal.backlog_rows, journal_bytes=self.journal.backlog_bytes,
             journal_full=self.policy.journal_full, orphaned_journals=len(orphan_journals(self.journal)),
-            quarantined=quarantined_rows(self.journal.directory),
+            replay_failing=self.replayer.failing, replay_failures=self.replayer.failed_passes,
+            replay_error=self.replayer.last_failure,
+            quarantined=self.journal.quarantine_count.rows(),
             quarantine_bytes=quarantine_bytes(self.journal.directory), last_commit_at=self.policy.last_commit_at,
             restarts=self.stats.restarts)
 
@@ -259,6 +261,7 @@ class TraceWriter:
                 log.warning("closing the trace writer's connection: %r", exc)
         if self._owns_engine:
             self.engine.dispose()
+        self.replayer.release_alarm()
         metrics.JOURNAL_MODE.set(0)
 
     # -- supervision --------------------------------------------------------------------------------

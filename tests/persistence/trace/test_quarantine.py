@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from persistence.cli import commands as command
+from persistence.database.migrate import upgrade
 from persistence.trace.journal_format import journal_lines, read_journal
 from persistence.trace.writer import TraceWriter
 from settings import settings
@@ -108,3 +111,47 @@ def test_values_at_the_edge_of_their_columns_are_accepted_and_journaled_as_given
     path.write_text(journal_lines([trace]), encoding="utf-8")
     assert list(read_journal(path)) == [trace]
     assert json.loads(path.read_text())["model_name"] == "m" * 200
+
+
+def test_health_reads_a_quarantine_file_once_per_change_not_on_every_call(
+        sqlite_url: str, journal_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    upgrade(sqlite_url, lock_dir=tmp_path)
+    journal_dir.mkdir(parents=True)
+    files = {journal_dir / f"quarantine-journal-99999{n}-gone.jsonl": make_traces(n + 2, start=10 * n)
+             for n in range(3)}
+    for path, traces in files.items():
+        path.write_text(journal_lines(traces), encoding="utf-8")
+    reads: list[str] = []
+    real_open = io.open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).name.startswith("quarantine-") and "r" in mode:
+            reads.append(Path(file).name)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counting_open)
+    monkeypatch.setattr(builtins, "open", counting_open)
+
+    async def look():
+        writer = TraceWriter(sqlite_url, journal_dir=journal_dir, replay_interval_s=3600)
+        await writer.start()
+        try:
+            seen = [writer.health().quarantined for _ in range(100)]
+            reads_at_first = len(reads)
+            # The writer quarantines one more trace: it keeps the count without reading the file again.
+            writer.journal.quarantine(next(iter(files)).parent / "journal-999990-gone.jsonl", [make_trace(99)])
+            seen += [writer.health().quarantined for _ in range(100)]
+            reads_after_own_append = len(reads)
+            # Another process rewrites one (an erasure, a replay of it): read again, once.
+            last = list(files)[-1]
+            last.write_text(journal_lines(files[last][:1]), encoding="utf-8")
+            seen += [writer.health().quarantined for _ in range(100)]
+            return seen, reads_at_first, reads_after_own_append
+        finally:
+            await writer.stop()
+
+    seen, reads_at_first, reads_after_own_append = asyncio.run(look())
+    assert seen[:100] == [2 + 3 + 4] * 100 and seen[100:200] == [10] * 100 and seen[200:] == [10 - 3] * 100
+    assert reads_at_first == len(files), f"{reads_at_first} reads of quarantine files for 100 health calls"
+    assert reads_after_own_append == reads_at_first
+    assert len(reads) == reads_at_first + 1
