@@ -17,6 +17,9 @@ from tests.persistence.factories import make_trace
 SIMULATED_S = 3600.0  # an hour of the replay's own schedule
 INTERVAL_S = 2.0  # the default replay interval
 WARM_UP_PASSES = 8  # pools, the first journal file and its lock open during these
+# Descriptors that come and go without a leak: a pool's connections (the writer's, the replay's probe) opened or
+# closed between two samples. A leak of one per pass grows past this within the hour's first dozen passes.
+CHURN = 6
 
 
 def open_descriptors() -> int:
@@ -77,8 +80,8 @@ def test_an_hour_of_a_read_only_database_leaves_the_open_descriptors_flat_and_sh
     finally:
         set_read_only(postgres_url, False)
     descriptors = seen["descriptors"]
-    assert descriptors and max(descriptors) == descriptors[0], (
-        f"open descriptors went from {descriptors[0]} to {max(descriptors)} over {seen['passes']} passes")
+    assert descriptors and max(descriptors) - min(descriptors) <= CHURN, (
+        f"open descriptors went from {min(descriptors)} to {max(descriptors)} over {seen['passes']} passes")
     assert seen["own_files"] <= 2 and seen["backlog"] == seen["recorded"]  # every trace kept, in two files at most
     assert seen["delay_s"] > INTERVAL_S  # backed off
     health = seen["health"]
