@@ -44,13 +44,15 @@ INVALID_REQUESTS = Counter(
     "futurisys_invalid_requests_total", "Requests rejected with a 4xx answer (not traced).",
     ["endpoint", "status"])
 
-TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/predictions"}
+TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/predictions", "/outcomes"}
 
 MAX_JSON_DEPTH = 32
 """Nesting levels a JSON body may have (a request to /predict_batch has 3)."""
 CONTAINERS = (dict, list)
 BATCH_PATH = "/predict_batch"
 """The route whose ``employees`` list the batch cap bounds."""
+CAPPED_LISTS = {BATCH_PATH: "employees", "/outcomes": "outcomes"}
+"""The routes whose list the batch cap bounds, and the list's key."""
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -133,10 +135,10 @@ def check_document(path: str, body: bytes, max_batch_rows: int | None,
     if exceeds_depth(document, max_depth, containers=body.count(b"{") + body.count(b"[")):
         reason = f"nested deeper than {max_depth} levels"
         return InvalidRequest(f"invalid request: body: {reason}", [problem("body", reason)])
-    if path == BATCH_PATH and max_batch_rows is not None and isinstance(document, dict):
-        rows = document.get("employees")
+    if path in CAPPED_LISTS and max_batch_rows is not None and isinstance(document, dict):
+        rows = document.get(CAPPED_LISTS[path])
         if isinstance(rows, list) and len(rows) > max_batch_rows:
-            return BatchTooLarge(len(rows), max_batch_rows)
+            return BatchTooLarge(len(rows), max_batch_rows, CAPPED_LISTS[path])
     return None
 
 
