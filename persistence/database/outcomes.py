@@ -97,7 +97,7 @@ def record_extracts_target(connection: Connection, targets: dict[int, str], know
                                                             outcomes.c.recorded_at.desc())).label("rank"))
               .where(outcomes.c.source == TRAINING_EXTRACTS).subquery())
     stored = dict(connection.execute(sa.select(latest.c.employee_id, latest.c.has_left).where(latest.c.rank == 1))
-                  .tuples().all())
+                  .all())
     recorded_at = utcnow()
     rows = [{"outcome_id": str(uuid.uuid4()), "employee_id": employee_id, "has_left": target == POSITIVE_LABEL,
              "known_at": known_at, "source": TRAINING_EXTRACTS, "recorded_at": recorded_at}
@@ -158,3 +158,19 @@ def read_outcomes_csv(path: Path, today: date | None = None) -> tuple[list[Outco
     if not rows:
         raise OutcomeFileError([f"{path}: no outcome below the header"])
     return rows, lines
+
+
+def current_outcomes() -> sa.Subquery:
+    """Each employee's current outcome (latest ``known_at``, then latest ``recorded_at``): one row per employee.
+
+    Columns: ``employee_id``, ``has_left``, ``known_at``, ``source``, ``recorded_at``, ``corrections`` (rows
+    recorded for the employee, beyond the first).
+    """
+    order = (outcomes.c.known_at.desc(), outcomes.c.recorded_at.desc(), outcomes.c.outcome_id.desc())
+    ranked = sa.select(outcomes.c.employee_id, outcomes.c.has_left, outcomes.c.known_at, outcomes.c.source,
+                       outcomes.c.recorded_at,
+                       sa.func.row_number().over(partition_by=outcomes.c.employee_id, order_by=order).label("rank"),
+                       (sa.func.count().over(partition_by=outcomes.c.employee_id) - 1).label("corrections")).subquery()
+    return (sa.select(ranked.c.employee_id, ranked.c.has_left, ranked.c.known_at, ranked.c.source,
+                      ranked.c.recorded_at, ranked.c.corrections)
+            .where(ranked.c.rank == 1).subquery("current_outcomes"))

@@ -87,7 +87,11 @@ def purge_traces(engine: Engine, cutoff: datetime, batch_rows: int = DEFAULT_BAT
         if len(deleted) < batch_rows:
             break
         time.sleep(pause_s)
-    with engine.begin() as connection:
-        purge.outcomes = connection.execute(sa.delete(outcomes).where(outcomes.c.recorded_at < cutoff)).rowcount
+    expired = outcomes.c.recorded_at < cutoff
+    with engine.connect() as connection:  # looked for first: no write transaction when there is nothing to delete
+        any_expired = connection.execute(sa.select(outcomes.c.outcome_id).where(expired).limit(1)).first()
+    if any_expired is not None:
+        with engine.begin() as connection:
+            purge.outcomes = connection.execute(sa.delete(outcomes).where(expired)).rowcount
     purge.seconds = time.perf_counter() - started
     return purge
