@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     evaluation_min_labelled: int = Field(default=30, ge=1,
                                          description="Labelled predictions a model version needs before the "
                                                      "Evaluation page gives a verdict.")
+    evaluation_max_rows: int = Field(default=50_000, ge=1,
+                                     description="Most recent predictions per window the Fairness page reads.")
     comparison_max_rows: int = Field(default=5_000, ge=1,
                                      description="Most recent traced inputs the Comparison page re-scores with every "
                                                  "model version.")
