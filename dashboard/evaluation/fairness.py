@@ -69,4 +69,7 @@ def group_table(frame: pd.DataFrame, attribute: str, min_rows: int = MIN_GROUP_R
     table["note"] = np.where(large, "", f"too small (< {min_rows} rows): not compared")
     for column in ("positive rate", "recall", "false-positive rate"):
         table[column] = table[column].astype(float)
-    return table.reset_index().rename(columns={attribute: "group"})
+    bands = [band[0] for band in AGE_BANDS]
+    if set(table.index) <= set(bands):  # age bands read youngest first, not alphabetically
+        table = table.reindex([band for band in bands if band in table.index])
+    return table.reset_index(names="group")

@@ -111,6 +111,7 @@ if loaded:
     listed["received"] = (pd.to_datetime(listed["received_at"], utc=True).dt.tz_convert(zone)
                           .dt.strftime("%Y-%m-%d %H:%M:%S") + f" {zone}")
     listed[f"{chosen} probability"] = version.probabilities[differ][:LISTED_DISAGREEMENTS]
+    listed["employee_id"] = listed["employee_id"].astype("Int64")
     listed["left"] = listed["has_left"].map({1.0: "Oui", 0.0: "Non"}).fillna("unknown")
     listed["audit"] = "/predictions?request_id=" + listed["request_id"].astype(str)
     st.markdown(f"**{int(differ.sum()):,} rows** where {chosen} would have answered otherwise"

@@ -15,7 +15,9 @@ from dashboard.evaluation import (BEYOND_HORIZON, FORECAST, METRICS, RESAMPLES, 
 from dashboard.evaluation.calibration import DEFAULT_EDGES
 from settings import settings
 
-SLICES = ("forecasts", "all labelled", "out of sample")
+SLICES = ("forecasts", "all labelled", "out of sample", "in-sample (training extracts)")
+"""The predictions each version is judged on: forecasts, every labelled one, and apart, those with outcomes from the
+training extracts and the others."""
 
 
 @st.cache_data(ttl=settings.dashboard_cache_ttl_s, show_spinner=False)
@@ -63,11 +65,13 @@ for model, group in judged.groupby("model", sort=True):
     slices = {"forecasts": evaluated[evaluated["kind"] == FORECAST], "all labelled": evaluated}
     if evaluated["in_sample"].any():
         slices["out of sample"] = evaluated[~evaluated["in_sample"]]
+        slices["in-sample (training extracts)"] = evaluated[evaluated["in_sample"]]
     for name, part in slices.items():
         record = {"model": model, "predictions": name, "labelled": len(part),
                   "share of predictions": percent(len(part) / predicted if predicted else None),
                   "in-sample": in_sample_text(part) if len(part) else "–",
-                  "beyond horizon": int((group["kind"] == BEYOND_HORIZON).sum()) if name == "all labelled" else None}
+                  "beyond horizon": str(int((group["kind"] == BEYOND_HORIZON).sum())) if name == "all labelled"
+                  else ""}
         if len(part) < minimum:
             record.update({metric: "–" for metric in METRICS})
             record["verdict"] = f"too few labelled ({len(part)} < {minimum})"
@@ -87,7 +91,7 @@ if focus is None:
     answer.warning(f"**No verdict**: no model version has {minimum} labelled predictions in the {window_label()} "
                    "(setting `FUTURISYS_EVALUATION_MIN_LABELLED`).")
 else:
-    for name in ("forecasts", "out of sample", "all labelled"):
+    for name in SLICES:
         if (focus, name) in verdicts:
             estimates, count, part = verdicts[(focus, name)]
             break

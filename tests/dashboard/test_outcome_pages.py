@@ -120,9 +120,12 @@ def test_the_evaluation_page_shows_the_metrics_the_flags_and_records_the_read(se
     assert forecasts["recall"].startswith(f"{tp / (tp + fn):.3f} [")
     assert forecasts["precision"].startswith(f"{tp / (tp + fp):.3f} [")
     every = table.loc[(LOGISTIC_TAG, "all labelled")]
-    assert every["labelled"] == OUTCOMES.labelled and every["beyond horizon"] == OUTCOMES.beyond_horizon
+    assert every["labelled"] == OUTCOMES.labelled and every["beyond horizon"] == str(OUTCOMES.beyond_horizon)
     assert every["in-sample"] == f"partly ({OUTCOMES.in_sample} of {OUTCOMES.labelled})"
     assert table.loc[(LOGISTIC_TAG, "out of sample")]["labelled"] == OUTCOMES.labelled - OUTCOMES.in_sample
+    in_sample = table.loc[(LOGISTIC_TAG, "in-sample (training extracts)")]
+    assert in_sample["labelled"] == OUTCOMES.in_sample and in_sample["in-sample"] == "IN-SAMPLE (all)"
+    assert in_sample["verdict"] == "too few labelled (20 < 30)"
     boosting = table.loc[(":".join(BOOSTING), "forecasts")]
     assert boosting["verdict"] == f"too few labelled ({OUTCOMES.boosting_labelled} < 30)"
     assert any("in-sample" in w.value for w in app.warning)
