@@ -60,6 +60,16 @@ def out_of_fold(card: ModelCard | None) -> dict[str, Any]:
     return dict((card.model_extra or {}).get("out_of_fold") or {})
 
 
+def probability_reference(card: ModelCard | None) -> list[dict[str, float]] | None:
+    """The card's out-of-fold distribution of probabilities as bins (``probability_from``, ``_to``, ``share``)."""
+    distribution = out_of_fold(card).get("probability_distribution") or {}
+    edges, shares = distribution.get("edges"), distribution.get("shares")
+    if not edges or not shares:
+        return None
+    return [{"probability_from": float(low), "probability_to": float(high), "share": float(share)}
+            for low, high, share in zip(edges[:-1], edges[1:], shares)]
+
+
 def calibration_reference(card: ModelCard | None) -> list[dict[str, Any]] | None:
     """The card's calibration bins (``lower``, ``upper``, ``count``, ``mean_predicted``, ``observed_rate``), or None."""
     bins = (out_of_fold(card).get("calibration") or {}).get("bins")

@@ -137,17 +137,24 @@ def positive_rate_bars(volume: pd.DataFrame) -> alt.TopLevelMixin:
     return sized(alt.layer(bars, labels), rows_height(len(data)), "Positive rate on served traffic")
 
 
-def probability_histogram(bins: pd.DataFrame, title: str, threshold: float | None) -> alt.TopLevelMixin:
-    """Share of one model version's rows per probability bin, with its threshold."""
+def probability_histogram(bins: pd.DataFrame, title: str, threshold: float | None,
+                          reference: pd.DataFrame | None = None) -> alt.TopLevelMixin:
+    """Share of one model version's rows per probability bin, with its threshold and, where the card has it, the
+    out-of-fold distribution of training (black points at each bin's middle)."""
     bars = alt.Chart(bins).mark_bar(opacity=0.85).encode(
         x=alt.X("probability_from:Q", bin="binned", title="probability of leaving", scale=alt.Scale(domain=[0, 1])),
         x2="probability_to:Q", y=alt.Y("share:Q", title="share of rows", axis=alt.Axis(format="%")),
         tooltip=["probability_from:Q", "probability_to:Q", "rows:Q"])
     chart: alt.TopLevelMixin = bars
+    if reference is not None:
+        points = alt.Chart(reference.assign(middle=(reference["probability_from"] + reference["probability_to"]) / 2))
+        chart = alt.layer(bars, points.mark_line(point=True, color="black", strokeWidth=1).encode(
+            x="middle:Q", y="share:Q",
+            tooltip=[alt.Tooltip("share:Q", title="card out-of-fold share", format=".1%"), "probability_from:Q"]))
     if threshold is not None:
         rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(
             strokeDash=[4, 3], color="black").encode(x="threshold:Q")
-        chart = alt.layer(bars, rule)
+        chart = alt.layer(chart, rule)
     return sized(chart, 160, title)
 
 

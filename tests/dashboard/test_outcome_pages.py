@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -186,3 +187,48 @@ def test_a_group_under_the_minimum_is_shown_too_small_and_recall_needs_leavers()
     assert table.loc["F", "recall"] == 1.0 and table.loc["F", "false-positive rate"] == pytest.approx(10 / 30)
     assert table.loc["M", "note"].startswith("too small") and np.isnan(table.loc["M", "ratio to highest"])
     assert np.isnan(table.loc["M", "recall"]) and table.loc["M", "labelled"] == 0
+
+
+def test_the_pages_draw_the_cards_out_of_fold_references_beside_the_live_figures(
+        seeded_dashboard, tmp_path, monkeypatch) -> None:
+    """A card with out-of-fold references (as the v2 cards write them): each page draws the live figures against it."""
+    import json
+    import shutil
+
+    from settings import settings
+
+    models = tmp_path / "models"
+    shutil.copytree(settings.models_dir, models)
+    card_path = models / LOGISTIC[0] / LOGISTIC[1] / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    edges = [i / 20 for i in range(21)]
+    card["out_of_fold"] = {
+        "probability_distribution": {"edges": edges, "shares": [0.05] * 20, "counts": [10] * 20, "rows": 200},
+        "calibration": {"bins": [{"lower": i / 10, "upper": (i + 1) / 10, "count": 10, "positives": i,
+                                  "mean_predicted": i / 10 + 0.05, "observed_rate": i / 10} for i in range(10)]},
+        "fairness": {"genre": {"groups": {"F": {"positive_rate": 0.2, "ratio_to_highest": 0.8, "recall": 0.6,
+                                                "false_positive_rate": 0.1},
+                                          "M": {"positive_rate": 0.25, "ratio_to_highest": 1.0, "recall": 0.7,
+                                                "false_positive_rate": 0.12}}}},
+    }
+    card_path.write_text(json.dumps(card), encoding="utf-8")
+    monkeypatch.setattr(settings, "models_dir", models)
+
+    evaluation = run_page(EVALUATION)
+    calibration = evaluation.get("vega_lite_chart")[1].proto
+    # Streamlit sends a chart's rows apart from its spec: its datasets, as Arrow tables.
+    spec = json.dumps(json.loads(calibration.spec))
+    assert '"field": "curve"' in spec
+    drawn = set()
+    for dataset in calibration.datasets:
+        table = pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
+        if "curve" in table:
+            drawn |= set(table["curve"])
+    assert drawn == {"live", "card (out-of-fold)"}
+    fairness = run_page(FAIRNESS)
+    genre = fairness.dataframe[0].value.set_index("group")
+    assert genre.loc["F", "card positive rate"] == 0.2 and genre.loc["M", "card recall"] == 0.7
+    assert any("no out-of-fold reference by departement" in c.value for c in fairness.caption)
+    models_page = run_page("views/models.py")
+    assert any("No out-of-fold distribution in the card of gradient_boosting:v1" in c.value
+               for c in models_page.caption)
