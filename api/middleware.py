@@ -12,8 +12,8 @@
 - Content type: a POST body must be JSON (415 otherwise; BentoML answers 5xx).
 - Bounded work: a POST body is parsed once here (orjson) before any route runs:
   400 when it is not JSON or nests deeper than ``max_json_depth``, 413 for a
-  ``/predict_batch`` over ``max_batch_rows`` rows, before a single row is
-  validated (BentoML validates every row first: a body of 20,000 empty rows
+  ``/predict_batch`` over ``max_batch_rows`` rows (or ``/outcomes`` over as
+  many items), before a single row is validated (BentoML validates every row first: a body of 20,000 empty rows
   costs seconds of CPU and an error body of tens of megabytes).
 - Error bodies: any 4xx or 5xx answer becomes a JSON object naming the fields at
   fault (BentoML wraps some in a list, Starlette answers some in plain text); a
