@@ -232,3 +232,23 @@ def test_the_pages_draw_the_cards_out_of_fold_references_beside_the_live_figures
     models_page = run_page("views/models.py")
     assert any("No out-of-fold distribution in the card of gradient_boosting:v1" in c.value
                for c in models_page.caption)
+
+
+def test_without_outcomes_the_evaluation_says_how_to_record_them(empty_url, read_from) -> None:
+    from persistence.trace.store import make_trace_store
+    from tests.persistence.factories import make_trace
+
+    engine = make_engine(empty_url)
+    try:
+        make_trace_store(engine).insert([make_trace(n, received_at=datetime.now(timezone.utc) - timedelta(hours=1),
+                                                    model_name=LOGISTIC[0], model_version=LOGISTIC[1])
+                                         for n in range(3)])
+    finally:
+        engine.dispose()
+    read_from(empty_url)
+    app = run_page(EVALUATION)
+    assert app.warning[0].value.startswith("**No verdict**: no prediction of the last 24 hours has a known outcome")
+    assert "python3 -m persistence record-outcomes FILE.csv" in app.info[-1].value
+    fairness = run_page(FAIRNESS)
+    assert (fairness.dataframe[0].value["verdict"] == "too small").all()  # 3 rows: every group too small
+    assert "No group below four-fifths" in fairness.success[0].value

@@ -196,8 +196,11 @@ def test_docs_document_every_endpoint_with_an_example(client):
     spec = client.get("/docs.json").json()
     for path, method in [("/predict", "post"), ("/predict_batch", "post"), ("/models", "get"),
                          ("/models/{name}", "get"), ("/metadata", "get"), ("/predictions/{request_id}", "get"),
-                         ("/predictions", "get")]:
+                         ("/predictions", "get"), ("/outcomes", "post")]:
         assert method in spec["paths"][path], path
+    outcome = spec["components"]["schemas"]["OutcomeReport"]
+    assert outcome["additionalProperties"] is False and set(outcome["required"]) == {"employee_id", "left"}
+    assert set(spec["paths"]["/outcomes"]["post"]["responses"]) >= {"200", "400", "404", "413"}
     assert spec["components"]["schemas"]["Employee"]["example"] == EXAMPLE_EMPLOYEE
     page = client.get("/")
     assert page.status_code == 200 and "swagger" in page.text.lower()
