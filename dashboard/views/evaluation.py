@@ -15,9 +15,9 @@ from dashboard.evaluation import (BEYOND_HORIZON, FORECAST, METRICS, RESAMPLES, 
 from dashboard.evaluation.calibration import DEFAULT_EDGES
 from settings import settings
 
+# The predictions each version is judged on: forecasts, every labelled one, and apart, those with outcomes from the
+# training extracts and the others (a bare string here would be drawn on the page by Streamlit's magic).
 SLICES = ("forecasts", "all labelled", "out of sample", "in-sample (training extracts)")
-"""The predictions each version is judged on: forecasts, every labelled one, and apart, those with outcomes from the
-training extracts and the others."""
 
 
 @st.cache_data(ttl=settings.dashboard_cache_ttl_s, show_spinner=False)

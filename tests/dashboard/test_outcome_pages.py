@@ -252,3 +252,15 @@ def test_without_outcomes_the_evaluation_says_how_to_record_them(empty_url, read
     fairness = run_page(FAIRNESS)
     assert (fairness.dataframe[0].value["verdict"] == "too small").all()  # 3 rows: every group too small
     assert "No group below four-fifths" in fairness.success[0].value
+
+
+def test_no_page_has_a_bare_string_streamlit_would_draw() -> None:
+    """Streamlit's magic writes any bare string statement of a page script on the page: only the docstring may be."""
+    import ast
+    from pathlib import Path
+
+    views = Path(__file__).resolve().parents[2] / "dashboard" / "views"
+    drawn = [f"{path.name}:{node.lineno}" for path in sorted(views.glob("*.py"))
+             for node in ast.parse(path.read_text(encoding="utf-8")).body[1:]
+             if isinstance(node, ast.Expr) and isinstance(getattr(node.value, "value", None), str)]
+    assert drawn == []
