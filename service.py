@@ -23,10 +23,11 @@ from api.keys import document_keys, key_id_of
 from api.middleware import EdgeMiddleware
 from api.openapi import ServiceDocument, document_answers
 from api.parameters import ModelReference, Offset, PeriodBound, RequestId, StoredId
+from attrition.outcome import OutcomeReport
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.database.queries import MAX_PAGE_SIZE
-from predictions.answers import (Health, Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage,
-                                 TraceRecord)
+from predictions.answers import (Health, Metadata, ModelDetail, ModelList, OutcomesRecorded, Prediction,
+                                 PredictionBatch, TracePage, TraceRecord)
 from predictions.layer import PredictionLayer
 from api.traffic import label_traffic_by_route, route_templates
 from settings import SERVICE_NAME, settings
@@ -94,6 +95,20 @@ class AttritionService:
     ) -> PredictionBatch:
         """Score many employees in one call; one answer per row, in input order."""
         return await self.predictions.predict_batch(employees, model, key_id_of(ctx.request.scope))
+
+    # ---- outcomes (POST, BentoML) -------------------------------------------------------------
+
+    @bentoml.api(route="/outcomes")
+    async def record_outcomes(
+        self,
+        outcomes: Annotated[list[OutcomeReport], Field(
+            description=f"What happened to employees, at most {settings.max_batch_rows} items; all recorded, or "
+                        "none. A correction is a new outcome: the latest known_at (then the latest recording) "
+                        "counts.",
+            examples=[[{"employee_id": 12, "left": True, "known_at": "2026-11-30"}]])],
+    ) -> OutcomesRecorded:
+        """Record whether employees left (imported employees, or ids that tag a trace)."""
+        return await self.predictions.record_outcomes(outcomes)
 
     # ---- reads (GET, FastAPI) -----------------------------------------------------------------
 

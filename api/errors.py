@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from api import logs
 from api.responses import AnswerResponse, ErrorResponse
 from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, DomainError, InvalidRequest, NotFound,
-                              TraceNotStored, UnknownModel, problem)
+                              OutcomesNotStored, TraceNotStored, UnknownModel, problem)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     UnsupportedMediaType: 415,
     TraceNotStored: 503,  # stored nowhere (database and journal): no answer, retry later
     DefaultModelUnavailable: 503,
+    OutcomesNotStored: 503,  # nothing recorded: retry later
 }
 """The HTTP status of each domain error (a subclass answers as its nearest listed ancestor)."""
 
@@ -80,6 +81,8 @@ def error_answer(error: DomainError) -> ErrorResponse:
     status = status_of(error)
     if isinstance(error, TraceNotStored):
         log.error("Trace write failed: %s", error.reason)
+    if isinstance(error, OutcomesNotStored):
+        log.error("Outcomes not stored: %s", error.reason)
     return ErrorResponse(status, error.message, error.detail)
 
 

@@ -12,8 +12,8 @@
 - Content type: a POST body must be JSON (415 otherwise; BentoML answers 5xx).
 - Bounded work: a POST body is parsed once here (orjson) before any route runs:
   400 when it is not JSON or nests deeper than ``max_json_depth``, 413 for a
-  ``/predict_batch`` over ``max_batch_rows`` rows, before a single row is
-  validated (BentoML validates every row first: a body of 20,000 empty rows
+  ``/predict_batch`` over ``max_batch_rows`` rows (or ``/outcomes`` over as
+  many items), before a single row is validated (BentoML validates every row first: a body of 20,000 empty rows
   costs seconds of CPU and an error body of tens of megabytes).
 - Error bodies: any 4xx or 5xx answer becomes a JSON object naming the fields at
   fault (BentoML wraps some in a list, Starlette answers some in plain text); a
@@ -44,13 +44,15 @@ INVALID_REQUESTS = Counter(
     "futurisys_invalid_requests_total", "Requests rejected with a 4xx answer (not traced).",
     ["endpoint", "status"])
 
-TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/predictions"}
+TRACKED_ENDPOINTS = {"/predict", "/predict_batch", "/models", "/metadata", "/predictions", "/outcomes"}
 
 MAX_JSON_DEPTH = 32
 """Nesting levels a JSON body may have (a request to /predict_batch has 3)."""
 CONTAINERS = (dict, list)
 BATCH_PATH = "/predict_batch"
 """The route whose ``employees`` list the batch cap bounds."""
+CAPPED_LISTS = {BATCH_PATH: "employees", "/outcomes": "outcomes"}
+"""The routes whose list the batch cap bounds, and the list's key."""
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -133,10 +135,10 @@ def check_document(path: str, body: bytes, max_batch_rows: int | None,
     if exceeds_depth(document, max_depth, containers=body.count(b"{") + body.count(b"[")):
         reason = f"nested deeper than {max_depth} levels"
         return InvalidRequest(f"invalid request: body: {reason}", [problem("body", reason)])
-    if path == BATCH_PATH and max_batch_rows is not None and isinstance(document, dict):
-        rows = document.get("employees")
+    if path in CAPPED_LISTS and max_batch_rows is not None and isinstance(document, dict):
+        rows = document.get(CAPPED_LISTS[path])
         if isinstance(rows, list) and len(rows) > max_batch_rows:
-            return BatchTooLarge(len(rows), max_batch_rows)
+            return BatchTooLarge(len(rows), max_batch_rows, CAPPED_LISTS[path])
     return None
 
 

@@ -36,10 +36,11 @@ WHY: dict[int, str] = {
          "declare, or JSON nested too deep.",
     401: "Missing or unknown API key.",
     403: "The API key lacks the scope this route needs.",
-    404: "Unknown model, employee or request id.",
+    404: "Unknown model, employee or request id (an outcome's employee: neither imported nor tagging a trace).",
     413: "Body larger than the size limit, or a batch over its row cap.",
     415: "A POST body that is not JSON.",
-    503: "Not ready: the default model cannot serve, or the trace could be stored nowhere.",
+    503: "Not ready: the default model cannot serve, the trace could be stored nowhere, or the database could not "
+         "record outcomes.",
 }
 
 BODY_ERRORS = (400, 413, 415)
@@ -47,6 +48,7 @@ BODY_ERRORS = (400, 413, 415)
 ERRORS_OF_ROUTE: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/predict"): (*BODY_ERRORS, 404, 503),
     ("post", "/predict_batch"): (*BODY_ERRORS, 404, 503),
+    ("post", "/outcomes"): (*BODY_ERRORS, 404, 503),
     ("get", "/models/{name}"): (400, 404),
     ("get", "/predictions/{request_id}"): (400, 404),
     ("get", "/predictions"): (400,),

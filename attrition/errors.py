@@ -60,9 +60,9 @@ class UnknownRequest(NotFound):
 class BatchTooLarge(DomainError):
     """A batch holds more rows than the service accepts in one call."""
 
-    def __init__(self, rows: int, cap: int) -> None:
+    def __init__(self, rows: int, cap: int, field: str = "employees") -> None:
         super().__init__(f"batch of {rows} rows exceeds the cap of {cap}",
-                         [problem("employees", f"at most {cap} rows")])
+                         [problem(field, f"at most {cap} rows")])
 
 
 class DefaultModelUnavailable(DomainError):
@@ -79,3 +79,23 @@ class TraceNotStored(DomainError):
         super().__init__("the prediction could not be traced; it was not answered",
                          [problem("trace", "trace storage failed")])
         self.reason = reason
+
+
+class OutcomesNotStored(DomainError):
+    """The database refused or could not be reached while recording outcomes: nothing was recorded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the outcomes could not be stored; nothing was recorded",
+                         [problem("outcomes", "database unavailable")])
+        self.reason = reason
+
+
+class UnknownEmployees(NotFound):
+    """Employee ids that are neither imported nor tag a trace: an outcome must be about someone scored or known."""
+
+    def __init__(self, fields: list[str]) -> None:
+        DomainError.__init__(self, f"unknown employee id in {len(fields)} item(s): " + ", ".join(fields[:5])
+                             + (" ..." if len(fields) > 5 else ""),
+                             [problem(field, "no such employee: not imported, and no trace is tagged with it")
+                              for field in fields[:50]])
+        self.fields = fields

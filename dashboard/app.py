@@ -2,7 +2,9 @@
 
 One page per question: how is the service doing (Service), what did it answer
 for this request and can we reproduce it (Predictions), which model does
-better on our traffic (Models), has the input population moved (Drift).
+better on our traffic (Models), has the input population moved (Drift), how right were the models once
+outcomes are known (Evaluation), would another version have done better on the same traffic (Comparison),
+does a model treat groups of employees differently (Fairness).
 """
 from __future__ import annotations
 
@@ -27,5 +29,8 @@ navigation = st.navigation([
     st.Page(PAGES / "predictions.py", title="Predictions", url_path="predictions"),
     st.Page(PAGES / "models.py", title="Models", url_path="models"),
     st.Page(PAGES / "drift.py", title="Drift", url_path="drift"),
+    st.Page(PAGES / "evaluation.py", title="Evaluation", url_path="evaluation"),
+    st.Page(PAGES / "comparison.py", title="Comparison", url_path="comparison"),
+    st.Page(PAGES / "fairness.py", title="Fairness", url_path="fairness"),
 ])
 navigation.run()

@@ -82,9 +82,12 @@ class Reproduction:
     artifact_sha256: str | None
 
 
-@lru_cache(maxsize=8)
-def _load_model(tag: str, path: str, sha256: str) -> Any:
-    """The unpickled artifact at ``path``, only if the trusted manifest pins it (cached per path and digest)."""
+@lru_cache(maxsize=16)
+def load_model(tag: str, path: str, sha256: str) -> Any:
+    """The unpickled artifact at ``path``, only if the trusted manifest pins it (cached per path and digest).
+
+    Shared by the audit's reproduction and the Comparison page's re-scoring.
+    """
     from registry.trust import load_artifact
 
     return load_artifact(tag, Path(path))
@@ -111,7 +114,7 @@ def reproduce(trace: Mapping[str, Any], models_dir: Path) -> Reproduction:
     from registry.trust import UntrustedArtifact
 
     try:
-        model = _load_model(f"{trace['model_name']}:{trace['model_version']}", str(artifact), digest)
+        model = load_model(f"{trace['model_name']}:{trace['model_version']}", str(artifact), digest)
     except UntrustedArtifact as exc:
         return Reproduction(False, f"refused, never unpickled: {exc}", stored, None, stored_sha, digest)
     reproduced = round(float(model.predict_proba(employee_frame([trace["inputs"]]))[:, 1][0]), PROBABILITY_DECIMALS)

@@ -51,3 +51,32 @@ def card_summary(card: ModelCard, aliases: dict[str, str]) -> dict[str, Any]:
 def headline_auc(card: ModelCard) -> float | None:
     """The card's ROC AUC: cross-validated where it has it, else the holdout's (as its column says)."""
     return metric(card.metrics.get("cv", {}), "roc_auc_mean") or metric(card.metrics.get("holdout", {}), "roc_auc")
+
+
+def out_of_fold(card: ModelCard | None) -> dict[str, Any]:
+    """The card's out-of-fold references (v2 cards: probability bins, calibration, fairness); empty when absent."""
+    if card is None:
+        return {}
+    return dict((card.model_extra or {}).get("out_of_fold") or {})
+
+
+def probability_reference(card: ModelCard | None) -> list[dict[str, float]] | None:
+    """The card's out-of-fold distribution of probabilities as bins (``probability_from``, ``_to``, ``share``)."""
+    distribution = out_of_fold(card).get("probability_distribution") or {}
+    edges, shares = distribution.get("edges"), distribution.get("shares")
+    if not edges or not shares:
+        return None
+    return [{"probability_from": float(low), "probability_to": float(high), "share": float(share)}
+            for low, high, share in zip(edges[:-1], edges[1:], shares)]
+
+
+def calibration_reference(card: ModelCard | None) -> list[dict[str, Any]] | None:
+    """The card's calibration bins (``lower``, ``upper``, ``count``, ``mean_predicted``, ``observed_rate``), or None."""
+    bins = (out_of_fold(card).get("calibration") or {}).get("bins")
+    return list(bins) if bins else None
+
+
+def fairness_reference(card: ModelCard | None, attribute: str) -> dict[str, dict[str, Any]] | None:
+    """The card's out-of-fold figures by group of ``attribute`` (``genre``, ``departement``, ``age_band``), or None."""
+    groups = ((out_of_fold(card).get("fairness") or {}).get(attribute) or {}).get("groups")
+    return dict(groups) if groups else None

@@ -137,17 +137,24 @@ def positive_rate_bars(volume: pd.DataFrame) -> alt.TopLevelMixin:
     return sized(alt.layer(bars, labels), rows_height(len(data)), "Positive rate on served traffic")
 
 
-def probability_histogram(bins: pd.DataFrame, title: str, threshold: float | None) -> alt.TopLevelMixin:
-    """Share of one model version's rows per probability bin, with its threshold."""
+def probability_histogram(bins: pd.DataFrame, title: str, threshold: float | None,
+                          reference: pd.DataFrame | None = None) -> alt.TopLevelMixin:
+    """Share of one model version's rows per probability bin, with its threshold and, where the card has it, the
+    out-of-fold distribution of training (black points at each bin's middle)."""
     bars = alt.Chart(bins).mark_bar(opacity=0.85).encode(
         x=alt.X("probability_from:Q", bin="binned", title="probability of leaving", scale=alt.Scale(domain=[0, 1])),
         x2="probability_to:Q", y=alt.Y("share:Q", title="share of rows", axis=alt.Axis(format="%")),
         tooltip=["probability_from:Q", "probability_to:Q", "rows:Q"])
     chart: alt.TopLevelMixin = bars
+    if reference is not None:
+        points = alt.Chart(reference.assign(middle=(reference["probability_from"] + reference["probability_to"]) / 2))
+        chart = alt.layer(bars, points.mark_line(point=True, color="black", strokeWidth=1).encode(
+            x="middle:Q", y="share:Q",
+            tooltip=[alt.Tooltip("share:Q", title="card out-of-fold share", format=".1%"), "probability_from:Q"]))
     if threshold is not None:
         rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(
             strokeDash=[4, 3], color="black").encode(x="threshold:Q")
-        chart = alt.layer(bars, rule)
+        chart = alt.layer(chart, rule)
     return sized(chart, 160, title)
 
 
@@ -206,3 +213,75 @@ def daily_trend(trend: pd.DataFrame) -> alt.TopLevelMixin:
                            tooltip=["date:N", "feature:N", "rows:Q", "drifting:Q",
                                     alt.Tooltip("value:Q", format=".4f")])
     return sized(lines, 160, "Worst PSI and JS distance per day")
+
+
+CALIBRATION_COLOURS = {"live": "#d62728", "card (out-of-fold)": "#1f77b4"}
+
+
+def calibration_curve(curves: pd.DataFrame, title: str) -> alt.TopLevelMixin:
+    """Observed leaving rate against mean predicted probability per bin, live and the card's; diagonal: perfect."""
+    diagonal = alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]})).mark_line(
+        strokeDash=[4, 3], color="#888888").encode(x="x:Q", y="y:Q")
+    curve = alt.Chart(curves).mark_line(point=True).encode(
+        x=alt.X("mean_predicted:Q", title="mean predicted probability", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("observed_rate:Q", title="observed leaving rate", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("curve:N", title=None, scale=alt.Scale(domain=list(CALIBRATION_COLOURS),
+                                                               range=list(CALIBRATION_COLOURS.values())),
+                        legend=alt.Legend(orient="bottom")),
+        tooltip=["curve:N", alt.Tooltip("lower:Q", title="bin from"), alt.Tooltip("upper:Q", title="bin to"),
+                 "count:Q", alt.Tooltip("mean_predicted:Q", format=".3f"),
+                 alt.Tooltip("observed_rate:Q", format=".3f")])
+    return sized(alt.layer(diagonal, curve), 220, title)
+
+
+def interval_chart(estimates: pd.DataFrame, metric: str) -> alt.TopLevelMixin:
+    """One metric per row (model version and which predictions) with its bootstrap 95 % interval."""
+    rows = estimates["row"].tolist()
+    base = alt.Chart(estimates).encode(y=alt.Y("row:N", title=None, sort=rows, axis=alt.Axis(labelLimit=LABEL_LIMIT)))
+    bars = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("low:Q", title=f"{metric} (95 % interval)", scale=alt.Scale(domain=[0, 1])), x2="high:Q")
+    points = base.mark_point(filled=True, size=60).encode(
+        x="value:Q", color=alt.Color("which:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["row:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                 alt.Tooltip("high:Q", format=".3f"), "labelled:Q"])
+    return sized(alt.layer(bars, points), rows_height(len(rows)), f"{metric} on labelled predictions")
+
+
+FAIRNESS_COLOURS = {"compared": "#1f77b4", "below four-fifths": "#d62728", "too small": "#bbbbbb"}
+
+
+def group_rates(table: pd.DataFrame, title: str) -> alt.TopLevelMixin:
+    """Positive-prediction rate per group, coloured by the four-fifths verdict; dashed: 0.8 x the highest."""
+    data = table.assign(rate_text=table["positive rate"].map(lambda r: f"{100 * r:.1f} %"))
+    groups = data["group"].tolist()
+    base = alt.Chart(data).encode(y=alt.Y("group:N", title=None, sort=groups, axis=alt.Axis(labelLimit=LABEL_LIMIT)))
+    bars = base.mark_bar().encode(
+        x=alt.X("positive rate:Q", title="predicted Oui share", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, max(0.05, float(data["positive rate"].max()) * 1.25)])),
+        color=alt.Color("verdict:N", title=None, scale=alt.Scale(domain=list(FAIRNESS_COLOURS),
+                                                                 range=list(FAIRNESS_COLOURS.values())),
+                        legend=alt.Legend(orient="bottom")),
+        tooltip=["group:N", "rows:Q", alt.Tooltip("positive rate:Q", format=".1%"),
+                 alt.Tooltip("ratio to highest:Q", format=".2f"), "verdict:N"])
+    labels = base.mark_text(align="left", dx=4).encode(x="positive rate:Q", text="rate_text:N")
+    layers = [bars, labels]
+    compared = data.loc[data["verdict"] != "too small", "positive rate"]
+    if not compared.empty:
+        limit = pd.DataFrame({"limit": [0.8 * float(compared.max())]})
+        layers.append(alt.Chart(limit).mark_rule(strokeDash=[4, 3], color="black").encode(x="limit:Q"))
+    return sized(alt.layer(*layers), rows_height(len(groups)), title)
+
+
+def agreement_bars(table: pd.DataFrame) -> alt.TopLevelMixin:
+    """Each model version's agreement with the model that served, on the same traced inputs."""
+    data = table.assign(text=table["agreement"].map(lambda r: f"{100 * r:.1f} %"))
+    versions = data["model"].tolist()
+    base = alt.Chart(data).encode(y=alt.Y("model:N", title=None, sort=versions,
+                                          axis=alt.Axis(labelLimit=LABEL_LIMIT)))
+    bars = base.mark_bar().encode(
+        x=alt.X("agreement:Q", title="agreement with the model that served", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("model:N", legend=None),
+        tooltip=["model:N", alt.Tooltip("agreement:Q", format=".1%"), alt.Tooltip("kappa:Q", format=".3f")])
+    labels = base.mark_text(align="left", dx=4).encode(x="agreement:Q", text="text:N")
+    return sized(alt.layer(bars, labels), rows_height(len(versions)), "Agreement on identical traffic")

@@ -203,6 +203,30 @@ def require_traces(window: Window) -> dict[str, Any]:
     return totals
 
 
+RECORD_OUTCOMES = """No outcome is recorded for the predictions of this window. Outcomes (who really left) come from:
+
+```bash
+python3 -m persistence import-dataset DIR          # the extracts' target: in-sample for the models fitted on it
+python3 -m persistence record-outcomes FILE.csv    # id_employee,a_quitte_l_entreprise[,known_at]
+curl -s localhost:3000/outcomes -H 'content-type: application/json' \\
+  -d '{"outcomes": [{"employee_id": 12, "left": true, "known_at": "2026-11-30"}]}'
+python3 -m dashboard.demo_traffic --requests 600 --outcomes 0.6   # demo traffic, with outcomes by a stated rule
+```"""
+
+
+@st.cache_data(ttl=settings.dashboard_cache_ttl_s, show_spinner=False)
+def _outcomes_ready(url: str) -> bool:
+    return queries.outcomes_table_exists(engine_for(url))
+
+
+def require_outcomes_table() -> None:
+    """Stops the page, saying why, when the database has no outcomes table yet (a service older than 0006)."""
+    if not _outcomes_ready(database_url()):
+        st.info("This database has no outcomes table yet: the service creates it when it migrates (revision 0006, "
+                "`python3 -m persistence migrate`).")
+        st.stop()
+
+
 def display_zone() -> str:
     """The zone times are shown in (the sidebar's choice, UTC by default)."""
     return str(st.session_state.get(ZONE_KEY, ZONES[0]))

@@ -7,6 +7,17 @@ valid model; ``--employee-ids 1-1470`` sends some requests as
 ``{"employee_id": N}`` for imported employees; ``--shift`` moves some inputs of
 that share of the requests (older, lower paid, overtime, longer commute) so
 the Drift page has a drift to find.
+
+``--outcomes 0.6`` also gives the Evaluation, Comparison and Fairness pages
+outcomes to judge: each single call of inline fields is tagged with a new
+employee id (from ``--tag-ids-from``, default 900001, above the extracts'
+ids), and after the traffic, for that share of the tagged employees that
+were answered (drawn with the seed), an outcome is posted to ``/outcomes``,
+known tomorrow (so every such prediction is a **forecast**). The stated rule:
+the outcome is the label the service answered, flipped for every fifth
+outcome posted, so the model that served is right on exactly 80 % of them.
+Employees scored by id keep the outcome of the extracts (in-sample, from
+``import-dataset``): the demo records none for them.
 """
 from __future__ import annotations
 
@@ -18,6 +29,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -113,10 +125,14 @@ class TrafficPlan:
     employee_ids: tuple[int, int] | None = None
     stored_share: float = 0.2
     seed: int = 0
+    tag_ids_from: int | None = None
+    """First employee id given to single calls of inline fields (None: they carry no id)."""
     rng: random.Random = field(init=False)
+    next_tag: int | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.next_tag = self.tag_ids_from
 
     def employee(self) -> dict[str, Any]:
         """A synthetic employee, shifted with probability ``shift``."""
@@ -131,12 +147,40 @@ class TrafficPlan:
             return Call("/predict_batch", {"employees": [self.employee() for _ in range(size)], "model": model})
         if self.employee_ids is not None and self.rng.random() < self.stored_share:
             return Call("/predict", {"employee_id": self.rng.randint(*self.employee_ids), "model": model})
-        return Call("/predict", {"employee": self.employee(), "model": model})
+        if self.next_tag is None:
+            return Call("/predict", {"employee": self.employee(), "model": model})
+        self.next_tag += 1
+        return Call("/predict", {"employee": self.employee(), "employee_id": self.next_tag - 1, "model": model})
 
     def calls(self, count: int) -> Iterator[Call]:
         """``count`` calls."""
         for _ in range(count):
             yield self.call()
+
+
+FLIP_EVERY = 5
+"""Every fifth outcome the demo posts is the opposite of the answer: the served model is right on 80 % of them."""
+
+
+def demo_outcomes(answered: Sequence[tuple[int, int]], share: float, seed: int, known_at: str) -> list[dict[str, Any]]:
+    """The outcomes the demo posts for ``answered`` (tagged employee id, predicted 0/1), by the stated rule.
+
+    A ``share`` of the employees, drawn with ``seed``; the outcome is the
+    prediction, flipped for every :data:`FLIP_EVERY`-th one.
+    """
+    rng = random.Random(seed + 1)
+    chosen = [pair for pair in sorted(answered) if rng.random() < share]
+    return [{"employee_id": employee_id, "left": bool(predicted) != (index % FLIP_EVERY == FLIP_EVERY - 1),
+             "known_at": known_at} for index, (employee_id, predicted) in enumerate(chosen)]
+
+
+def post_outcomes(client: httpx.Client, outcomes: list[dict[str, Any]], max_items: int) -> dict[int, int]:
+    """Post ``outcomes`` to ``/outcomes`` in chunks of ``max_items``; the statuses answered, counted."""
+    statuses: dict[int, int] = {}
+    for start in range(0, len(outcomes), max_items):
+        status = client.post("/outcomes", json={"outcomes": outcomes[start:start + max_items]}).status_code
+        statuses[status] = statuses.get(status, 0) + 1
+    return statuses
 
 
 def champion_references(models_dir: Path) -> dict[str, Any]:
@@ -189,7 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="share of employees whose inputs are shifted (default when given: 0.3)")
     parser.add_argument("--employee-ids", type=parse_range, default=None,
                         help="LOW-HIGH: also send {'employee_id': N} for employees imported into the database")
-    parser.add_argument("--api-key", default=None, help="sent as Authorization: Bearer")
+    parser.add_argument("--outcomes", type=float, default=0.0, metavar="SHARE",
+                        help="tag single inline calls with new employee ids and post outcomes (known tomorrow) for "
+                             "this share of them: the answered label, flipped for every fifth (80 %% right)")
+    parser.add_argument("--tag-ids-from", type=int, default=900_001,
+                        help="first employee id given to tagged inline calls (with --outcomes)")
+    parser.add_argument("--api-key", default=None, help="sent as Authorization: Bearer (scopes predict, and "
+                                                        "outcomes with --outcomes)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -201,23 +251,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("The service reports no valid model.", file=sys.stderr)
             return 1
         plan = TrafficPlan(models, champion_references(Path(settings.models_dir)), args.batch_share,
-                           args.max_batch, args.shift, args.employee_ids, seed=args.seed)
+                           args.max_batch, args.shift, args.employee_ids, seed=args.seed,
+                           tag_ids_from=args.tag_ids_from if args.outcomes > 0 else None)
         calls = list(plan.calls(args.requests))
         statuses: dict[int, int] = {}
+        answered: list[tuple[int, int]] = []
         started = time.monotonic()
 
-        def send(call: Call) -> int:
-            return client.post(call.path, json=call.body).status_code
+        def send(call: Call) -> tuple[int, int | None]:
+            answer = client.post(call.path, json=call.body)
+            tagged = answer.status_code == 200 and "employee" in call.body and "employee_id" in call.body
+            return answer.status_code, answer.json()["prediction"] if tagged else None
 
         with ThreadPoolExecutor(max_workers=max(args.concurrency, 1)) as pool, progress_bar() as bar:
             task = bar.add_task("demo traffic", total=len(calls), failures=0)
-            for done, status in enumerate(pool.map(send, calls), start=1):
+            for done, (call, (status, predicted)) in enumerate(zip(calls, pool.map(send, calls)), start=1):
                 statuses[status] = statuses.get(status, 0) + 1
+                if predicted is not None:
+                    answered.append((call.body["employee_id"], predicted))
                 bar.update(task, advance=1, failures=done - statuses.get(200, 0))
-    rows = sum(c.rows for c in calls)
-    print(f"{len(calls)} requests ({rows} rows) to {', '.join(models)} in {time.monotonic() - started:.1f} s; "
-          f"answers: {dict(sorted(statuses.items()))}")
-    return 0 if statuses.get(200, 0) == len(calls) else 1
+        rows = sum(c.rows for c in calls)
+        print(f"{len(calls)} requests ({rows} rows) to {', '.join(models)} in {time.monotonic() - started:.1f} s; "
+              f"answers: {dict(sorted(statuses.items()))}")
+        posted: dict[int, int] = {}
+        if args.outcomes > 0:
+            tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()
+            outcomes = demo_outcomes(answered, args.outcomes, args.seed, tomorrow)
+            posted = post_outcomes(client, outcomes, settings.max_batch_rows)
+            print(f"{len(outcomes)} outcomes (known {tomorrow}) of {len(answered)} tagged employees posted to "
+                  f"/outcomes: answers {dict(sorted(posted.items()))}; the served model is right on "
+                  f"{100 * (1 - 1 / FLIP_EVERY):.0f} % of them by construction")
+    return 0 if statuses.get(200, 0) == len(calls) and set(posted) <= {200} else 1
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 READ_TABLES: tuple[str, ...] = (
     "prediction_traces",
+    "outcomes",
 )
 """Every table the dashboard reads, and only those: the role's SELECT privileges. A table a page comes to read
 joins here (and the command is run again)."""

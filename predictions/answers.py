@@ -161,3 +161,10 @@ class Health(BaseModel):
     default_model_valid: bool
     tracing: bool
     writer: WriterDetail | None = Field(description="Null when tracing is off.")
+
+
+class OutcomesRecorded(BaseModel):
+    """What ``POST /outcomes`` recorded: every outcome of the request, or (on an error) none."""
+
+    recorded: int = Field(description="Outcomes recorded, one per item, in one transaction.")
+    source: Literal["api"] = Field(description="The source the outcomes are recorded with.")

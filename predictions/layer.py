@@ -18,16 +18,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, InvalidRequest, TraceNotStored, UnknownEmployee,
-                              UnknownRequest, problem)
+from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, InvalidRequest, OutcomesNotStored, TraceNotStored,
+                              UnknownEmployee, UnknownRequest, problem)
+from attrition.outcome import OutcomeReport
 from attrition.schema import EXAMPLE_EMPLOYEE, NEGATIVE_LABEL, POSITIVE_LABEL, Employee, feature_schema
-from persistence.database import dataset, queries
+from persistence.database import dataset, outcomes, queries
 from persistence.database.traces import Trace
 from persistence.personal_data import reads
 from persistence.trace.writer import TraceWriteError, TraceWriter
-from predictions.answers import (DatasetSummary, Health, Metadata, ModelDetail, ModelList, ModelSummary, Prediction,
-                                 PredictionBatch, TracePage, TraceRecord, WriterDetail)
+from predictions.answers import (DatasetSummary, Health, Metadata, ModelDetail, ModelList, ModelSummary,
+                                 OutcomesRecorded, Prediction, PredictionBatch, TracePage, TraceRecord, WriterDetail)
 from registry.catalogue import ModelCatalogue, ModelEntry
 from registry.runner import RunnerPool
 from registry.serving import Served, serve_rows
@@ -170,6 +172,27 @@ class PredictionLayer:
                 for index, row in enumerate(rows)])
         except TraceWriteError as exc:
             log.error("Trace of a failed request not stored: %s", exc)
+
+    # -- outcomes ------------------------------------------------------------------------------------
+
+    async def record_outcomes(self, reports: list[OutcomeReport]) -> OutcomesRecorded:
+        """Record what happened to employees, all or none (source ``api``); ``known_at`` defaults to today (UTC).
+
+        An employee id that is neither imported nor tags a trace rejects the
+        whole request (404 naming ``outcomes[i].employee_id``).
+        """
+        if len(reports) > self.max_batch_rows:
+            raise BatchTooLarge(len(reports), self.max_batch_rows, "outcomes")
+        if not reports:
+            raise InvalidRequest("invalid request: outcomes: at least one outcome is required",
+                                 [problem("outcomes", "empty list")])
+        today = datetime.now(timezone.utc).date()
+        rows = [outcomes.Outcome(r.employee_id, r.left, r.known_at or today) for r in reports]
+        try:
+            count = await asyncio.to_thread(outcomes.record_outcomes, self.engine, rows, outcomes.API)
+        except SQLAlchemyError as exc:
+            raise OutcomesNotStored(exc.__class__.__name__) from exc
+        return OutcomesRecorded(recorded=count, source=outcomes.API)
 
     # -- reads ---------------------------------------------------------------------------------------
 

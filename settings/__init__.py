@@ -136,6 +136,17 @@ class Settings(BaseSettings):
     drift_max_rows: int = Field(default=50_000, ge=1,
                                 description="Most recent traces per model version the Drift page reads (a sample "
                                             "beyond it).")
+    outcome_horizon_days: int = Field(default=365, ge=1,
+                                      description="How old a forecast may be (from its prediction to the day its "
+                                                  "outcome became known) to be judged by that outcome.")
+    evaluation_min_labelled: int = Field(default=30, ge=1,
+                                         description="Labelled predictions a model version needs before the "
+                                                     "Evaluation page gives a verdict.")
+    evaluation_max_rows: int = Field(default=50_000, ge=1,
+                                     description="Most recent predictions per window the Fairness page reads.")
+    comparison_max_rows: int = Field(default=5_000, ge=1,
+                                     description="Most recent traced inputs the Comparison page re-scores with every "
+                                                 "model version.")
     dashboard_max_export_rows: int = Field(default=100_000, ge=1,
                                            description="Row cap of the Predictions page's CSV export.")
     browser_path: Path = Field(default=Path("/usr/bin/chromium"),

@@ -12,6 +12,8 @@ Counting: a *request* is an HTTP call (a batch counts once, by its row with
 after a failure.
 """
 from dashboard.queries.drift import drift_counts, sample_start
+from dashboard.queries.outcomes import (group_predictions, labelled_predictions, outcomes_table_exists,
+                                        recent_inputs)
 from dashboard.queries.models import PROBABILITY_BINS, model_volume, probability_histogram
 from dashboard.queries.service import (LATENCY_EDGES_MS, PERCENTILES, any_trace_received_at, latency_percentiles,
                                        trace_table_exists, trace_totals, volume_over_time)
@@ -25,4 +27,5 @@ __all__ = ["drift_counts", "sample_start", "PROBABILITY_BINS", "model_volume", "
            "trace_totals", "volume_over_time", "DAY_S", "backend", "epoch_bucket", "has_percentiles",
            "LISTED_COLUMNS", "TRACE_COLUMNS", "prediction_count", "prediction_rows", "prediction_summary",
            "trace_by_request_id",
-           "PredictionFilter", "Window"]
+           "PredictionFilter", "Window", "group_predictions", "labelled_predictions", "outcomes_table_exists",
+           "recent_inputs"]

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.audit import all_cards
-from dashboard.cards import card_summary, headline_auc
+from dashboard.cards import card_summary, headline_auc, probability_reference
 from dashboard.context import cached_query, champion, current_window, percent, require_traces, window_label
 from registry.aliases import read_aliases
 from settings import settings
@@ -57,6 +57,17 @@ if histogram.empty:
     st.caption("No probability in this window (only errors).")
 else:
     thresholds = {card.tag: card.threshold for card in cards}
+    by_tag = {card.tag: card for card in cards}
+    unreferenced = []
     for column, (model, bins) in zip(st.columns(2) * len(histogram), histogram.groupby("model", sort=True)):
-        column.altair_chart(charts.probability_histogram(bins, model, thresholds.get(model)), width="stretch")
-    st.caption("Dashed line: the model's threshold (rows at or above it are predicted Oui).")
+        reference = probability_reference(by_tag.get(model))
+        if reference is None:
+            unreferenced.append(model)
+        column.altair_chart(charts.probability_histogram(bins, model, thresholds.get(model),
+                                                         None if reference is None else pd.DataFrame(reference)),
+                            width="stretch")
+    st.caption("Dashed line: the model's threshold (rows at or above it are predicted Oui). Black line: the card's "
+               "out-of-fold distribution of training, where the card holds it.")
+    if unreferenced:
+        st.caption(f"No out-of-fold distribution in the card of {', '.join(unreferenced)} (it arrives with the v2 "
+                   "cards): the live distribution is drawn alone.")

@@ -2,6 +2,8 @@
 
 ``python -m persistence migrate``              bring the database to the latest schema
 ``python -m persistence import-dataset DIR``   migrate, then import (or update) the employees of the extracts in DIR
+``python -m persistence record-outcomes FILE``  migrate, then record the outcomes of a CSV file
+                                               (id_employee,a_quitte_l_entreprise[,known_at]), all or none
 ``python -m persistence replay-quarantine FILE``  migrate, then insert the traces of a quarantine file (once the
                                                cause of their refusal is fixed); what is still refused stays in FILE
 ``python -m persistence replay-journal DIR [--force-database]``  migrate, then replay the journals of a journal
@@ -37,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     importing.add_argument("directory", type=Path,
                            help="directory holding the three HR extracts (extrait_*.csv)")
     importing.add_argument("--quiet", action="store_true", help="no progress bar")
+    recording = commands.add_parser("record-outcomes", help="record outcomes (who left) from a CSV file, all or none")
+    recording.add_argument("file", type=Path, help="CSV: id_employee,a_quitte_l_entreprise[,known_at] (Oui/Non, "
+                                                   "ISO dates; known_at empty or absent: today)")
     replaying = commands.add_parser("replay-quarantine",
                                     help="insert the traces of a quarantine file (quarantine-*.jsonl)")
     replaying.add_argument("file", type=Path, help="a quarantine file of the journal directory")
@@ -110,6 +115,28 @@ def _import_dataset(url: str, shown: str, directory: Path, quiet: bool) -> int:
     return 0
 
 
+def _record_outcomes(url: str, shown: str, path: Path) -> int:
+    from attrition.errors import UnknownEmployees
+    from persistence.database.engine import make_engine
+    from persistence.database.outcomes import CSV_FILE, OutcomeFileError, read_outcomes_csv, record_outcomes
+
+    try:
+        rows, lines = read_outcomes_csv(path)
+    except (OutcomeFileError, UnicodeDecodeError, FileNotFoundError) as exc:
+        print(f"error: nothing recorded: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(url)
+    try:
+        count = record_outcomes(engine, rows, CSV_FILE, field_of=lambda index: f"{path}:{lines[index]}: id_employee")
+    except UnknownEmployees as exc:
+        print(f"error: nothing recorded: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.dispose()
+    print(f"{shown}: {count} outcome(s) recorded from {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit code."""
     arguments = _parser().parse_args(argv)
@@ -127,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{shown}: schema at revision {revision}", file=sys.stderr)
         if arguments.command == "import-dataset":
             return _import_dataset(url, shown, arguments.directory, quiet=arguments.quiet)
+        if arguments.command == "record-outcomes":
+            return _record_outcomes(url, shown, arguments.file)
         if arguments.command == "replay-quarantine":
             return _replay_quarantine(url, shown, arguments.file)
         if arguments.command == "replay-journal":

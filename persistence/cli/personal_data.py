@@ -110,7 +110,8 @@ def run_purge(arguments: argparse.Namespace, url: str) -> int:
     finally:
         engine.dispose()
     print(f"purged {purge.deleted} trace(s) received before {cutoff.isoformat()} in {purge.batches} batch(es) "
-          f"of at most {arguments.batch_rows}, {purge.seconds:.1f} s")
+          f"of at most {arguments.batch_rows}, {purge.seconds:.1f} s; {purge.outcomes} outcome row(s) recorded "
+          "before it")
     return 0
 
 

@@ -19,6 +19,7 @@ from attrition.extracts import ExtractError, load_employees
 from attrition.schema import (EMPLOYEE_ID, FEATURE_NAMES, FEATURES, NEGATIVE_LABEL, POSITIVE_LABEL, SONDAGE_FILE,
                               TARGET, Employee)
 from persistence.database.columns import utcnow
+from persistence.database.outcomes import record_extracts_target
 from persistence.database.schema import employee_erasures, employees
 
 if TYPE_CHECKING:  # the service imports this module for lookups; pandas only matters to the import
@@ -88,7 +89,9 @@ def import_employees(engine: Engine, directory: str | Path, progress: TextIO | N
     the same rows. Every row is validated before anything is written, so a
     malformed extract (:class:`ExtractError`, naming the file) leaves the
     table untouched. ``progress`` (stderr by default, None for silence)
-    shows a textual progress bar. An employee erased before
+    shows a textual progress bar. The extracts' target is recorded in
+    ``outcomes`` (source ``training_extracts``, known on the import day), in
+    the same transaction. An employee erased before
     (``python -m persistence erase``, a tombstone in ``employee_erasures``)
     is not imported again, even when the extracts still hold them: the
     count returned leaves them out, and the progress says how many were skipped.
@@ -111,6 +114,8 @@ def import_employees(engine: Engine, directory: str | Path, progress: TextIO | N
             connection.execute(statement, [{**row, "imported_at": imported_at} for row in chunk])
             done += len(chunk)
             _report(progress, done, len(rows))
+        # The extracts' target is an outcome too, known on the import day: in-sample for the models fitted on it.
+        record_extracts_target(connection, {row[EMPLOYEE_ID]: row[TARGET] for row in rows}, imported_at.date())
     return len(rows)
 
 

@@ -19,8 +19,8 @@ from attrition.schema import EMPLOYEE_ID, FEATURES, TARGET, FeatureSpec
 from persistence.database.columns import CATEGORY_LENGTH, JSONDocument, UTCDateTime, utcnow
 from persistence.database.traces import ENDPOINTS, STATUSES, trace_columns
 
-__all__ = ["CATEGORY_LENGTH", "ENDPOINTS", "STATUSES", "employee_erasures", "employees", "metadata",
-           "prediction_traces", "trace_reads", "utcnow"]
+__all__ = ["CATEGORY_LENGTH", "ENDPOINTS", "OUTCOME_SOURCES", "STATUSES", "employee_erasures", "employees",
+           "metadata", "outcomes", "prediction_traces", "trace_reads", "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -99,3 +99,22 @@ employee_erasures = sa.Table(
 )
 """Tombstones: one row per erasure of an employee's data (persistence/personal_data/erasure.py); no personal data
 but the id."""
+
+OUTCOME_SOURCES = ("training_extracts", "csv", "api")
+"""Where an outcome came from: the extracts the models were fitted on (``import-dataset``), a CSV file, the API."""
+
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("outcome_id", sa.String(36), primary_key=True),
+    sa.Column("employee_id", sa.BigInteger, nullable=False, comment="The employee whose outcome this is."),
+    sa.Column("has_left", sa.Boolean, nullable=False, comment="True when the employee left (Oui)."),
+    sa.Column("known_at", sa.Date, nullable=False, comment="The day the outcome became known."),
+    sa.Column("source", sa.String(20), nullable=False, comment="training_extracts, csv or api."),
+    sa.Column("recorded_at", UTCDateTime, nullable=False, default=utcnow, comment="When this row was recorded."),
+    sa.CheckConstraint("source IN ('training_extracts', 'csv', 'api')", name="source"),
+    # The current outcome of an employee: their latest known day, then latest recording.
+    sa.Index(None, "employee_id", "known_at", "recorded_at"),
+    sa.Index(None, "recorded_at"),
+)
+"""What really happened to an employee, months after a prediction: append-only, a correction is a new row
+(persistence/database/outcomes.py)."""

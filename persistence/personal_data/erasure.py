@@ -5,6 +5,7 @@ removes, for each employee id:
 
 - the traces tagged with the id (``prediction_traces.employee_id``);
 - the ``employees`` row (the imported HR fields);
+- their outcomes, corrections included (``outcomes.employee_id``);
 - the read log's rows about them (``trace_reads.employee_id``) and the rows
   of reads of one of their traces by request id;
 - their lines in the journals of dead instances and in quarantine files
@@ -56,7 +57,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from persistence.database.columns import utcnow
 from persistence.database.engine import database_fingerprint
-from persistence.database.schema import employee_erasures, employees, prediction_traces, trace_reads
+from persistence.database.schema import employee_erasures, employees, outcomes, prediction_traces, trace_reads
 from persistence.trace.journal_format import (JOURNAL_GLOB, QUARANTINE_GLOB, QUARANTINE_PREFIX, UNREADABLE_KEY,
                                               read_database_record)
 from persistence.trace.store import STATEMENT_MARGIN_MS
@@ -97,13 +98,14 @@ class Erasure:
     read_log_rows: int = 0
     journal_lines: int = 0
     quarantine_lines: int = 0
+    outcome_rows: int = 0
 
     def line(self) -> str:
         """One line of the command's report."""
         return (f"employee {self.employee_id}: removed {self.traces} trace(s), {self.employee_rows} employee row(s), "
                 f"{self.read_log_rows} read-log row(s), {self.journal_lines} journal line(s), "
                 f"{self.quarantine_lines} quarantine line(s); tombstone {self.erasure_id} at "
-                f"{self.erased_at.isoformat()} by {self.erased_by}")
+                f"{self.erased_at.isoformat()} by {self.erased_by}; {self.outcome_rows} outcome row(s)")
 
 
 @dataclass
@@ -318,8 +320,9 @@ def erase_employees(engine: Engine, employee_ids: Sequence[int], erased_by: str,
     for employee_id in dict.fromkeys(employee_ids):
         with engine.begin() as connection:
             traces, reads, rows = _delete_from_database(connection, employee_id)
+            known = connection.execute(sa.delete(outcomes).where(outcomes.c.employee_id == employee_id)).rowcount
             erasure = Erasure(employee_id, str(uuid.uuid4()), _database_now(connection), erased_by, traces=traces,
-                              employee_rows=rows, read_log_rows=reads)
+                              employee_rows=rows, read_log_rows=reads, outcome_rows=known)
             connection.execute(sa.insert(employee_erasures).values(
                 erasure_id=erasure.erasure_id, employee_id=employee_id, erased_at=erasure.erased_at,
                 erased_by=erased_by))

@@ -9,6 +9,10 @@ over the index entries of rows already deleted), deleted by primary key, then
 a pause. The trace writer appends new traces, far from the deleted ones: row
 locks never meet, and on SQLite the pause hands it the write lock.
 
+Outcomes (``outcomes``) recorded before the same cutoff go with the traces, in
+one statement after them: an outcome is kept as long as the predictions it
+judges. A correction recorded later outlives the row it corrects.
+
 Run it daily (cron, a Kubernetes CronJob). The trade-off of the period is in
 the README: the EU AI Act asks deployers of high-risk systems to keep the
 logs at least six months, GDPR to keep personal data no longer than needed.
@@ -24,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from persistence.database.columns import utcnow
-from persistence.database.schema import prediction_traces
+from persistence.database.schema import outcomes, prediction_traces
 
 DEFAULT_BATCH_ROWS = 5_000
 DEFAULT_PAUSE_S = 0.05
@@ -39,6 +43,7 @@ class Purge:
     cutoff: datetime
     deleted: int = 0
     batches: int = 0  # transactions that deleted rows
+    outcomes: int = 0  # outcome rows recorded before the cutoff, deleted after the traces
     seconds: float = 0.0
 
 
@@ -82,5 +87,11 @@ def purge_traces(engine: Engine, cutoff: datetime, batch_rows: int = DEFAULT_BAT
         if len(deleted) < batch_rows:
             break
         time.sleep(pause_s)
+    expired = outcomes.c.recorded_at < cutoff
+    with engine.connect() as connection:  # looked for first: no write transaction when there is nothing to delete
+        any_expired = connection.execute(sa.select(outcomes.c.outcome_id).where(expired).limit(1)).first()
+    if any_expired is not None:
+        with engine.begin() as connection:
+            purge.outcomes = connection.execute(sa.delete(outcomes).where(expired)).rowcount
     purge.seconds = time.perf_counter() - started
     return purge

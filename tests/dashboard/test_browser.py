@@ -22,7 +22,8 @@ from tests.conftest import need
 from tests.dashboard.seed import AUDITED_REQUEST, seed_database
 from tests.service.server import free_port, serving
 
-PAGES = {"": "Service", "predictions": "Predictions", "models": "Models", "drift": "Drift"}
+PAGES = {"": "Service", "predictions": "Predictions", "models": "Models", "drift": "Drift", "evaluation": "Evaluation",
+         "comparison": "Comparison", "fairness": "Fairness"}
 """URL path (the default page is the root) and title of each page."""
 RENDER_TIMEOUT_MS = 60_000
 MIN_PLOT_PX = 80
@@ -124,4 +125,5 @@ def test_every_chart_of_every_page_draws_and_the_audit_reproduces(dashboard_url:
     assert not failures, "charts that draw (almost) nothing:\n" + "\n".join(failures)
     assert all(drawn[title] for title in PAGES.values()), {title: len(c) for title, c in drawn.items()}
     screenshots = sorted(p.name for p in SCREENSHOTS.glob("*.png"))
-    assert screenshots == ["audit.png", "drift.png", "models.png", "predictions.png", "service.png"]
+    assert screenshots == ["audit.png", "comparison.png", "drift.png", "evaluation.png", "fairness.png", "models.png",
+                           "predictions.png", "service.png"]

@@ -59,3 +59,21 @@ def test_calls_mix_single_batch_and_stored_employees_over_the_models() -> None:
     assert {c.body["model"] for c in calls} == {"a:v1", "b:v1"}
     sizes = np.array([c.rows for c in calls if c.path == "/predict_batch"])
     assert sizes.min() >= 2 and sizes.max() <= plan.max_batch
+
+
+def test_the_outcomes_option_tags_inline_calls_and_its_rule_makes_the_served_model_80_percent_right() -> None:
+    from dashboard.demo_traffic import demo_outcomes
+
+    plan = TrafficPlan(["a:v1"], REFERENCES, batch_share=0.2, employee_ids=(1, 50), seed=2, tag_ids_from=900_001)
+    calls = list(plan.calls(400))
+    tagged = [c.body["employee_id"] for c in calls if "employee" in c.body]
+    assert tagged == list(range(900_001, 900_001 + len(tagged)))  # every inline single call, a new id
+    assert all(1 <= c.body["employee_id"] <= 50 for c in calls if "employee" not in c.body and "employee_id" in c.body)
+    answered = [(employee_id, employee_id % 3 == 0) for employee_id in tagged]
+    outcomes = demo_outcomes(answered, 0.6, seed=2, known_at="2026-12-08")
+    predicted = dict(answered)
+    right = sum(o["left"] == predicted[o["employee_id"]] for o in outcomes)
+    assert right == len(outcomes) - len(outcomes) // 5  # every fifth is flipped: exactly 80 % right (to one row)
+    assert 0.5 < len(outcomes) / len(tagged) < 0.7
+    assert {o["known_at"] for o in outcomes} == {"2026-12-08"}
+    assert demo_outcomes(answered, 0.6, seed=2, known_at="2026-12-08") == outcomes  # the seed fixes the draw

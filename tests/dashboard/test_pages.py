@@ -285,7 +285,8 @@ def test_drift_counts_bin_numeric_inputs_on_the_reference_edges(seeded_dashboard
     assert [int(age.get(i, 0)) for i in range(len(edges) - 1)] == expected.tolist()
 
 
-@pytest.mark.parametrize("page", [SERVICE, PREDICTIONS, MODELS, DRIFT])
+@pytest.mark.parametrize("page", [SERVICE, PREDICTIONS, MODELS, DRIFT, *(f"views/{name}.py" for name in (
+    "evaluation", "comparison", "fairness"))])
 def test_pages_show_what_to_run_on_an_empty_database(page: str, empty_url: str, read_from) -> None:
     read_from(empty_url)
     app = run_page(page)

@@ -22,7 +22,9 @@ from tests.dashboard.seed import AUDITED_REQUEST, seed_database
 TRACE = {"request_id": "role-test", "received_at": datetime.now(timezone.utc), "endpoint": "predict",
          "inputs": {}, "model_name": "m", "model_version": "v1", "service_version": "1.0.0", "fallback": False,
          "status": "ok", "total_ms": 1.0, "created_at": datetime.now(timezone.utc)}
-PAGES = ("views/service.py", "views/predictions.py", "views/models.py", "views/drift.py")
+# Every page of the dashboard, the one it opens on first: a page added later is run as the role too.
+PAGES = ("views/service.py", *sorted(f"views/{page.name}" for page in (APP.parent / "views").glob("*.py")
+                                     if page.name not in ("__init__.py", "service.py")))
 
 
 def admin() -> sa.engine.Engine:

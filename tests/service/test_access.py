@@ -35,7 +35,7 @@ EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/predictions"): {"none": 401, "wrong": 401, "predictor": 403, "reader": 200, "recorder": 403},
     ("GET", "/predictions/{request_id}"): {"none": 401, "wrong": 401, "predictor": 403, "reader": 200,
                                            "recorder": 403},
-    ("POST", "/outcomes"): {"none": 401, "wrong": 401, "predictor": 403, "reader": 403, "recorder": 404},
+    ("POST", "/outcomes"): {"none": 401, "wrong": 401, "predictor": 403, "reader": 403, "recorder": 400},
     ("GET", "/models"): ANY_KEY,
     ("GET", "/models/champion"): ANY_KEY,
     ("GET", "/metadata"): ANY_KEY,

@@ -29,10 +29,11 @@ MAX_EXAMPLES = 12
 """Generated examples per operation and mode (the coverage of the schema's edges comes on top)."""
 BATCH_CAP = 25
 
-INCOMPLETE_SCHEMAS = {"POST /predict", "POST /predict_batch", "GET /predictions"}
+INCOMPLETE_SCHEMAS = {"POST /predict", "POST /predict_batch", "GET /predictions", "POST /outcomes"}
 """Operations whose schema cannot say every rule the service checks: a career whose years in the
 company exceed its years of experience, a stored employee that does not exist, a period before
-1970 or after 9999-12-30. Valid-looking data may rightly be refused there, so the check that every
+1970 or after 9999-12-30, an outcome of an employee neither imported nor tagging a trace, or
+known on a day after tomorrow. Valid-looking data may rightly be refused there, so the check that every
 schema-valid request is accepted (positive_data_acceptance) does not apply to them."""
 
 

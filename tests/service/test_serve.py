@@ -196,8 +196,11 @@ def test_docs_document_every_endpoint_with_an_example(client):
     spec = client.get("/docs.json").json()
     for path, method in [("/predict", "post"), ("/predict_batch", "post"), ("/models", "get"),
                          ("/models/{name}", "get"), ("/metadata", "get"), ("/predictions/{request_id}", "get"),
-                         ("/predictions", "get")]:
+                         ("/predictions", "get"), ("/outcomes", "post")]:
         assert method in spec["paths"][path], path
+    outcome = spec["components"]["schemas"]["OutcomeReport"]
+    assert outcome["additionalProperties"] is False and set(outcome["required"]) == {"employee_id", "left"}
+    assert set(spec["paths"]["/outcomes"]["post"]["responses"]) >= {"200", "400", "404", "413"}
     assert spec["components"]["schemas"]["Employee"]["example"] == EXAMPLE_EMPLOYEE
     page = client.get("/")
     assert page.status_code == 200 and "swagger" in page.text.lower()
@@ -300,3 +303,57 @@ def test_keep_alive_connections_are_recycled_so_clients_spread_over_workers(clie
     closes = [client.get("/livez").headers.get("connection") for _ in range(150)]
     assert "close" in closes, "no answer closed its connection in 150 requests (recycling every 100)"
     assert closes.count("close") <= 2
+
+
+def test_outcomes_over_http_all_or_none_naming_the_item_and_a_correction_wins(served, client):
+    from persistence.database.outcomes import current_outcomes
+    from persistence.database.schema import outcomes
+
+    url, database_url = served
+    _store_synthetic_employees(database_url, [911, 912])
+    tagged = client.post("/predict", json={"employee": EXAMPLE_EMPLOYEE, "employee_id": 913})
+    assert tagged.status_code == 200
+    engine = sa.create_engine(database_url)
+
+    def stored() -> dict[int, tuple[bool, str, str]]:
+        latest = current_outcomes()
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(latest.c.employee_id, latest.c.has_left, latest.c.known_at,
+                                                latest.c.source).where(latest.c.employee_id.in_([911, 912, 913])))
+            return {r.employee_id: (bool(r.has_left), str(r.known_at), r.source) for r in rows}
+
+    def count() -> int:
+        with engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(outcomes)).scalar_one()
+
+    try:
+        before = count()
+        unknown = client.post("/outcomes", json={"outcomes": [
+            {"employee_id": 911, "left": True, "known_at": "2026-11-30"},
+            {"employee_id": 999_998, "left": False}]})
+        assert unknown.status_code == 404
+        assert [d["field"] for d in unknown.json()["detail"]] == ["outcomes[1].employee_id"]
+        invalid = client.post("/outcomes", json={"outcomes": [
+            {"employee_id": 911, "left": "Oui"}, {"employee_id": 912, "left": False, "known_at": "30/11/2026"},
+            {"employee_id": 913, "left": False, "knwon_at": "2026-11-30"}]})
+        assert invalid.status_code == 400
+        assert {d["field"] for d in invalid.json()["detail"]} == {
+            "outcomes[0].left", "outcomes[1].known_at", "outcomes[2].knwon_at"}
+        too_many = client.post("/outcomes", json={"outcomes": [{"employee_id": 911, "left": True}] * (BATCH_CAP + 1)})
+        assert too_many.status_code == 413 and too_many.json()["detail"][0]["field"] == "outcomes"
+        assert count() == before  # nothing written by any refused request
+
+        recorded = client.post("/outcomes", json={"outcomes": [
+            {"employee_id": 911, "left": True, "known_at": "2026-11-30"},
+            {"employee_id": 912, "left": False, "known_at": "2026-11-30"},
+            {"employee_id": 913, "left": True}]})
+        assert recorded.status_code == 200 and recorded.json() == {"recorded": 3, "source": "api"}
+        correction = client.post("/outcomes", json={"outcomes": [
+            {"employee_id": 911, "left": False, "known_at": "2026-11-30"}]})
+        assert correction.status_code == 200
+        today = pd.Timestamp.now(tz="UTC").date().isoformat()
+        assert stored() == {911: (False, "2026-11-30", "api"), 912: (False, "2026-11-30", "api"),
+                            913: (True, today, "api")}
+        assert count() == before + 4
+    finally:
+        engine.dispose()
