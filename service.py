@@ -14,7 +14,7 @@ from typing import Annotated
 
 import bentoml
 from fastapi import FastAPI, Query, Request
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from api import errors
 from api.keys import document_keys, key_id_of
@@ -23,12 +23,14 @@ from api.openapi import document_answers
 from api.parameters import ModelReference, Offset, PeriodBound, RequestId, StoredId
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.queries import MAX_PAGE_SIZE
-from predictions.answers import (Health, Metadata, ModelDetail, ModelList, Prediction, PredictionBatch, TracePage,
-                                 TraceRecord)
+from predictions.answers import (ExplainedPrediction, ExplainedPredictionBatch, Health, Metadata, ModelDetail,
+                                 ModelList, Prediction, PredictionBatch, TraceExplanation, TracePage, TraceRecord)
 from predictions.layer import PredictionLayer
 from settings import SERVICE_NAME, settings
 from tuning import tune_worker, warm_up_worker
 
+EXPLAIN = ("true: each answer adds its explanation (base value, output on the link scale, one contribution "
+           "per input field, the largest first; base_value + sum = output).")
 # One docs page, BentoML's at / with /docs.json: no second one from FastAPI.
 http = FastAPI(title="Futurisys attrition — read endpoints", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -75,9 +77,10 @@ class AttritionService:
         model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias (champion); default model when omitted.",
             examples=["champion"])] = None,
+        explain: Annotated[StrictBool, Field(description=EXPLAIN)] = False,
     ) -> Prediction:
         """Score one employee: inline fields, or a stored employee by id."""
-        return await self.predictions.predict(employee, employee_id, model, key_id_of(ctx.request.scope))
+        return await self.predictions.predict(employee, employee_id, model, key_id_of(ctx.request.scope), explain)
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(
@@ -88,9 +91,10 @@ class AttritionService:
             examples=[[EXAMPLE_EMPLOYEE]])],
         model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias; default model when omitted.")] = None,
+        explain: Annotated[StrictBool, Field(description=EXPLAIN)] = False,
     ) -> PredictionBatch:
         """Score many employees in one call; one answer per row, in input order."""
-        return await self.predictions.predict_batch(employees, model, key_id_of(ctx.request.scope))
+        return await self.predictions.predict_batch(employees, model, key_id_of(ctx.request.scope), explain)
 
     # ---- reads (GET, FastAPI) -----------------------------------------------------------------
 
@@ -119,6 +123,12 @@ class AttritionService:
         """Inputs, outputs, model, version and timings of one request, as stored."""
         return self.predictions.trace(request_id, key_id_of(request.scope))
 
+    @http.get("/predictions/{request_id}/explanation", summary="Why one traced answer: its explanation")
+    def prediction_explanation(self, request: Request, request_id: RequestId) -> TraceExplanation:
+        """The explanation of a traced answer, recomputed from its stored inputs with the model version that
+        answered (artifact sha256 checked); 410 when that version has left the store."""
+        return self.predictions.trace_explanation(request_id, key_id_of(request.scope))
+
     @http.get("/predictions", summary="Traces over a period, an employee's or all")
     def prediction_traces(
         self,
@@ -140,7 +150,8 @@ class AttritionService:
     def openapi_document(self) -> dict:
         """BentoML's OpenAPI document of the service, with the API key schemes and the real error answers."""
         spec = document_keys(AttritionService.openapi_spec.asdict(), settings.metrics_open)
-        return document_answers(spec, AttritionService.apis, settings.metrics_open)
+        return document_answers(spec, AttritionService.apis, settings.metrics_open,
+                                {"predict": ExplainedPrediction, "predict_batch": ExplainedPredictionBatch})
 
 
 errors.install(AttritionService, http)

@@ -32,6 +32,9 @@ WHY: dict[int, str] = {
     401: "Missing or unknown API key.",
     403: "The API key lacks the scope this route needs.",
     404: "Unknown model, employee or request id.",
+    409: "The answer cannot be explained as asked: the trace holds no answer, the store's artifact is not the one "
+         "that answered, or the model has no exact explanation.",
+    410: "The model version that answered is no longer in the model store.",
     413: "Body larger than the size limit, or a batch over its row cap.",
     415: "A POST body that is not JSON.",
     503: "Not ready: the default model cannot serve, or the trace could be stored nowhere.",
@@ -40,10 +43,11 @@ WHY: dict[int, str] = {
 BODY_ERRORS = (400, 413, 415)
 """What the edge answers to any POST body before the route runs."""
 ERRORS_OF_ROUTE: dict[tuple[str, str], tuple[int, ...]] = {
-    ("post", "/predict"): (*BODY_ERRORS, 404, 503),
-    ("post", "/predict_batch"): (*BODY_ERRORS, 404, 503),
+    ("post", "/predict"): (*BODY_ERRORS, 404, 409, 503),
+    ("post", "/predict_batch"): (*BODY_ERRORS, 404, 409, 503),
     ("get", "/models/{name}"): (400, 404),
     ("get", "/predictions/{request_id}"): (400, 404),
+    ("get", "/predictions/{request_id}/explanation"): (400, 404, 409, 410),
     ("get", "/predictions"): (400,),
     ("get", "/readyz"): (503,),
 }
@@ -69,11 +73,14 @@ def _model_schema(model: Any, components: dict[str, Any], name: str) -> dict[str
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def document_answers(spec: dict[str, Any], apis: Mapping[str, Any], metrics_open: bool) -> dict[str, Any]:
+def document_answers(spec: dict[str, Any], apis: Mapping[str, Any], metrics_open: bool,
+                     alternatives: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``spec`` with each BentoML API's own schemas and every operation's real error answers.
 
     ``apis`` are the service's BentoML APIs (``Service.apis``: each has a
-    ``route`` and pydantic ``input_spec``/``output_spec``).
+    ``route`` and pydantic ``input_spec``/``output_spec``). ``alternatives``
+    names, per API, the pydantic model of the other answer it may give (the
+    explained answer, asked by ``"explain": true``): its 200 is then either one.
     """
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in REPLACED_SCHEMAS:
@@ -86,6 +93,8 @@ def document_answers(spec: dict[str, Any], apis: Mapping[str, Any], metrics_open
         body = operation.setdefault("requestBody", {"required": True})
         body["content"] = {"application/json": {"schema": _model_schema(api.input_spec, components, f"{name}_request")}}
         answer = _model_schema(api.output_spec, components, f"{name}_answer")
+        if alternatives and name in alternatives:
+            answer = {"anyOf": [answer, _model_schema(alternatives[name], components, f"{name}_explained_answer")]}
         operation["responses"] = {"200": {"description": "Successful Response",
                                           "content": {"application/json": {"schema": answer}}}}
     error = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}}}

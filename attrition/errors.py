@@ -79,3 +79,18 @@ class TraceNotStored(DomainError):
         super().__init__("the prediction could not be traced; it was not answered",
                          [problem("trace", "trace storage failed")])
         self.reason = reason
+
+
+class ExplanationUnavailable(DomainError):
+    """An answer that cannot be explained as asked: no answer in the trace, another artifact, an unsupported model."""
+
+    def __init__(self, reason: str, field: str = "request_id") -> None:
+        super().__init__(f"no explanation: {reason}", [problem(field, reason)])
+
+
+class ModelVersionGone(DomainError):
+    """The model version that answered a traced request is no longer in the model store."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"the model version {tag} that answered this request is no longer in the model store: "
+                         "its answer cannot be recomputed", [problem("model_version", f"{tag} is not in the store")])
