@@ -39,7 +39,7 @@ IDENTITY = "identity"
 """The output is the probability itself."""
 ADDITIVITY_TOLERANCE = 1e-6
 """How far ``base + sum(contributions)`` may be from the model's own output on the self-check rows."""
-SELF_CHECK_ROWS = 64
+SELF_CHECK_ROWS = 16
 
 
 class ExplanationUnsupported(ValueError):

@@ -29,7 +29,8 @@ VERSIONS = sorted(p.parent for p in MODELS_DIR.glob("*/*/card.json"))
 
 
 def load_version(folder: Path):
-    return joblib.load(folder / "model.joblib"), ModelCard.model_validate(json.loads((folder / "card.json").read_text()))
+    card = ModelCard.model_validate(json.loads((folder / "card.json").read_text()))
+    return joblib.load(folder / "model.joblib"), card
 
 
 def link_output(pipeline, rows: list[dict], link: str) -> np.ndarray:
