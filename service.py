@@ -24,7 +24,7 @@ from api.parameters import ModelReference, Offset, PeriodBound, RequestId, Store
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.queries import MAX_PAGE_SIZE
 from predictions.answers import (ExplainedPrediction, ExplainedPredictionBatch, Health, Metadata, ModelDetail,
-                                 ModelList, Prediction, PredictionBatch, TraceExplanation, TracePage, TraceRecord)
+                                 ModelList, TraceExplanation, TracePage, TraceRecord)
 from predictions.layer import PredictionLayer
 from settings import SERVICE_NAME, settings
 from tuning import tune_worker, warm_up_worker
@@ -78,7 +78,7 @@ class AttritionService:
             description="name, name:version or alias (champion); default model when omitted.",
             examples=["champion"])] = None,
         explain: Annotated[StrictBool, Field(description=EXPLAIN)] = False,
-    ) -> Prediction:
+    ) -> ExplainedPrediction:
         """Score one employee: inline fields, or a stored employee by id."""
         return await self.predictions.predict(employee, employee_id, model, key_id_of(ctx.request.scope), explain)
 
@@ -92,7 +92,7 @@ class AttritionService:
         model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias; default model when omitted.")] = None,
         explain: Annotated[StrictBool, Field(description=EXPLAIN)] = False,
-    ) -> PredictionBatch:
+    ) -> ExplainedPredictionBatch:
         """Score many employees in one call; one answer per row, in input order."""
         return await self.predictions.predict_batch(employees, model, key_id_of(ctx.request.scope), explain)
 
@@ -150,8 +150,7 @@ class AttritionService:
     def openapi_document(self) -> dict:
         """BentoML's OpenAPI document of the service, with the API key schemes and the real error answers."""
         spec = document_keys(AttritionService.openapi_spec.asdict(), settings.metrics_open)
-        return document_answers(spec, AttritionService.apis, settings.metrics_open,
-                                {"predict": ExplainedPrediction, "predict_batch": ExplainedPredictionBatch})
+        return document_answers(spec, AttritionService.apis, settings.metrics_open)
 
 
 errors.install(AttritionService, http)

@@ -73,14 +73,11 @@ def _model_schema(model: Any, components: dict[str, Any], name: str) -> dict[str
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def document_answers(spec: dict[str, Any], apis: Mapping[str, Any], metrics_open: bool,
-                     alternatives: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def document_answers(spec: dict[str, Any], apis: Mapping[str, Any], metrics_open: bool) -> dict[str, Any]:
     """``spec`` with each BentoML API's own schemas and every operation's real error answers.
 
     ``apis`` are the service's BentoML APIs (``Service.apis``: each has a
-    ``route`` and pydantic ``input_spec``/``output_spec``). ``alternatives``
-    names, per API, the pydantic model of the other answer it may give (the
-    explained answer, asked by ``"explain": true``): its 200 is then either one.
+    ``route`` and pydantic ``input_spec``/``output_spec``).
     """
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     for name in REPLACED_SCHEMAS:
@@ -93,8 +90,6 @@ def document_answers(spec: dict[str, Any], apis: Mapping[str, Any], metrics_open
         body = operation.setdefault("requestBody", {"required": True})
         body["content"] = {"application/json": {"schema": _model_schema(api.input_spec, components, f"{name}_request")}}
         answer = _model_schema(api.output_spec, components, f"{name}_answer")
-        if alternatives and name in alternatives:
-            answer = {"anyOf": [answer, _model_schema(alternatives[name], components, f"{name}_explained_answer")]}
         operation["responses"] = {"200": {"description": "Successful Response",
                                           "content": {"application/json": {"schema": answer}}}}
     error = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}}}

@@ -63,13 +63,20 @@ class Explanation(BaseModel):
 
 
 class ExplainedPrediction(Prediction):
-    """The answer for one employee, with its explanation (when the request asked ``"explain": true``)."""
+    """The answer for one employee, and its explanation when the request asked ``"explain": true``.
 
-    explanation: Explanation
+    The service's answers are :class:`Prediction` objects (no ``explanation``
+    key at all) unless an explanation is asked: this class is what the
+    endpoints declare, so the document and ``bentoml.SyncHTTPClient`` know the
+    optional field.
+    """
+
+    explanation: Explanation | None = Field(
+        default=None, description='Present only when the request asks "explain": true.')
 
 
 class ExplainedPredictionBatch(BaseModel):
-    """The answers of a batch asked with ``"explain": true``, one per row, in input order."""
+    """The answers of a batch, one per row, in input order; each explained when the request asks it."""
 
     predictions: list[ExplainedPrediction]
 
