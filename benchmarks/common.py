@@ -15,8 +15,8 @@ LABELS = {
     "untraced": "ours, tracing off",
     "noop": "no-op BentoML endpoint",
     "batch": "ours /predict_batch, traced",
-    "explained": "ours, traced, explain: true",
-    "explained_batch": "ours /predict_batch, traced, explain: true",
+    "explained": "ours + explain, traced",
+    "explained_batch": "ours /predict_batch + explain, traced",
 }
 TRACE_TABLES = {"baseline": "baseline_results", "traced": "prediction_traces", "untraced": "prediction_traces",
                 "batch": "prediction_traces", "explained": "prediction_traces", "explained_batch": "prediction_traces"}
