@@ -88,7 +88,9 @@ def field_weights(transformer: Any) -> np.ndarray:
         block = transformer.output_indices_[name]
         if step == "drop" or block.start == block.stop:
             continue
-        fields = [position[column] for column in ([columns] if isinstance(columns, str) else list(columns))]
+        # A remainder names its columns by position in the input frame, which holds the fields in schema order.
+        fields = [position[FEATURE_NAMES[column] if isinstance(column, (int, np.integer)) else column]
+                  for column in ([columns] if isinstance(columns, str) else list(columns))]
         last = step.steps[-1][1] if isinstance(step, Pipeline) else step
         if isinstance(last, OneHotEncoder):
             counts = getattr(last, "_n_features_outs", None) or [len(c) for c in last.categories_]
@@ -135,15 +137,23 @@ class ModelExplainer:
                 fields[:, field] += columns[:, index] * self._weights[index, field]
         return fields, outputs
 
+    def ranked(self, rows: Sequence[dict[str, Any]]) -> list[tuple[float, list[tuple[str, Any, float]]]]:
+        """Per row, ``(output, [(field, value, contribution), ...])``, the largest |contribution| first.
+
+        Plain tuples: what an answer of many rows is built from at the least cost.
+        """
+        contributions, outputs = self.field_contributions(rows)
+        ranked = []
+        for row, values, output in zip(rows, contributions.tolist(), outputs.tolist()):
+            # Stable: equal contributions (zeros) keep the schema's order, so the order is reproducible.
+            order = sorted(range(len(FEATURE_NAMES)), key=lambda index: -abs(values[index]))
+            ranked.append((output, [(FEATURE_NAMES[i], row[FEATURE_NAMES[i]], values[i]) for i in order]))
+        return ranked
+
     def explain(self, rows: Sequence[dict[str, Any]]) -> list[Explanation]:
         """One :class:`Explanation` per row, contributions sorted by |contribution|, largest first."""
-        contributions, outputs = self.field_contributions(rows)
-        explained = []
-        for row, values, output in zip(rows, contributions.tolist(), outputs.tolist()):
-            order = sorted(range(len(FEATURE_NAMES)), key=lambda index: -abs(values[index]))
-            explained.append(Explanation(self.link, self.base_value, output, tuple(
-                FieldContribution(FEATURE_NAMES[index], row[FEATURE_NAMES[index]], values[index]) for index in order)))
-        return explained
+        return [Explanation(self.link, self.base_value, output, tuple(FieldContribution(*c) for c in contributions))
+                for output, contributions in self.ranked(rows)]
 
     def check(self, rows: Sequence[dict[str, Any]]) -> None:
         """Raise :class:`ExplanationUnsupported` unless base + contributions gives the model's output on ``rows``."""
@@ -265,8 +275,11 @@ def build_explainer(pipeline: Any, card: ModelCard | None) -> ModelExplainer:
     elif isinstance(classifier, HistGradientBoostingClassifier):
         if classifier.n_trees_per_iteration_ != 1:
             raise ExplanationUnsupported("a gradient boosting model with more than one tree per iteration")
-        paths = treeshap.boosting_paths([trees[0] for trees in classifier._predictors],
-                                        float(np.ravel(classifier._baseline_prediction)[0]), columns)
+        try:
+            paths = treeshap.boosting_paths([trees[0] for trees in classifier._predictors],
+                                            float(np.ravel(classifier._baseline_prediction)[0]), columns)
+        except ValueError as exc:
+            raise ExplanationUnsupported(str(exc)) from exc
         explainer = ModelExplainer(LOGIT, paths.expected_value, encode,
                                    lambda matrix: treeshap.shap_values(paths, matrix),
                                    classifier.decision_function, weights)

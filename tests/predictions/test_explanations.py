@@ -1,12 +1,14 @@
 """Explanations through the prediction layer: inline answers, a trace's explanation, and what refuses one."""
 from __future__ import annotations
 
+import json
 import math
 
 import bentoml
 import pytest
 import sqlalchemy as sa
 
+from api.responses import AnswerResponse
 from attrition.errors import DefaultModelUnavailable, ExplanationUnavailable, ModelVersionGone, UnknownRequest
 from attrition.schema import Employee
 from attrition.synthetic import EXAMPLE_EMPLOYEE, synthetic_employees
@@ -24,13 +26,20 @@ def employee(row: dict) -> Employee:
     return Employee.model_validate(row)
 
 
-def assert_explains(answer: ExplainedPrediction) -> None:
-    explanation = answer.explanation
-    assert len(explanation.contributions) == 30
-    assert explanation.base_value + sum(c.contribution for c in explanation.contributions) == pytest.approx(
-        explanation.output, abs=1e-6)
-    probability = 1 / (1 + math.exp(-explanation.output)) if explanation.link == "logit" else explanation.output
+def rendered(value) -> dict:
+    """What the client receives: the answer as the service renders it."""
+    return json.loads(AnswerResponse(value).body)
+
+
+def assert_explains(answer: ExplainedPrediction) -> dict:
+    explanation = rendered(answer.explanation)
+    assert len(explanation["contributions"]) == 30
+    assert explanation["base_value"] + sum(c["contribution"] for c in explanation["contributions"]) == \
+        pytest.approx(explanation["output"], abs=1e-6)
+    output = explanation["output"]
+    probability = 1 / (1 + math.exp(-output)) if explanation["link"] == "logit" else output
     assert probability == pytest.approx(answer.probability, abs=1e-6)
+    return explanation
 
 
 def reads_of(layer, request_id: str) -> list[dict]:
@@ -43,9 +52,9 @@ def reads_of(layer, request_id: str) -> list[dict]:
 def test_an_explained_answer_equals_the_explanation_recomputed_from_its_trace(layer, model):
     answer = layer.run(layer.layer.predict(employee(EXAMPLE_EMPLOYEE), None, model, "auditor", explain=True))
     assert isinstance(answer, ExplainedPrediction) and answer.model == model
-    assert_explains(answer)
+    inline = assert_explains(answer)
     recomputed = layer.layer.trace_explanation(answer.request_id, "auditor")
-    assert recomputed.explanation.model_dump() == answer.explanation.model_dump()
+    assert recomputed.explanation.model_dump(mode="json") == inline
     assert (recomputed.model, recomputed.probability) == (model, answer.probability)
     assert [(r["route"], r["key_id"], r["rows"]) for r in reads_of(layer, answer.request_id)] == [
         (ROUTE, "auditor", 1)]
@@ -56,10 +65,10 @@ def test_a_batch_explains_every_row_as_its_trace_does(layer):
     batch = layer.run(layer.layer.predict_batch([employee(r) for r in rows], "random_forest", explain=True))
     assert isinstance(batch, ExplainedPredictionBatch) and len(batch.predictions) == BATCH_CAP
     for row, answer in zip(rows, batch.predictions):
-        assert_explains(answer)
-        assert {c.field: c.value for c in answer.explanation.contributions} == row
+        inline = assert_explains(answer)
+        assert {c["field"]: c["value"] for c in inline["contributions"]} == row
         recomputed = layer.layer.trace_explanation(answer.request_id)
-        assert recomputed.explanation.model_dump() == answer.explanation.model_dump()
+        assert recomputed.explanation.model_dump(mode="json") == inline
 
 
 def test_the_plain_path_builds_no_explainer(layer):
