@@ -7,6 +7,7 @@ self-checked (:mod:`registry.explanations`); a request that does not ask
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from registry.explanations import Explanation as FieldExplanation
     from registry.explanations import ModelExplainer
 
+INLINE_ROWS = 16
+"""Rows a cheap explainer explains in the event loop itself (about half a millisecond)."""
 REPRODUCTION_TOLERANCE = 1e-6
 """How far the recomputed probability may be from the stored one (stored rounded to 6 decimals)."""
 
@@ -77,6 +80,16 @@ class ExplainerPool:
     def explain(self, entry: ModelEntry, rows: Sequence[dict[str, Any]]) -> list[Explanation]:
         """The explanations of ``rows`` by ``entry``, ready to render (CPU work: call it from a thread)."""
         return rendered_explanations(self.explainer(entry), rows)
+
+    async def explain_soon(self, entry: ModelEntry, rows: Sequence[dict[str, Any]]) -> list[Explanation]:
+        """:meth:`explain` from the event loop: in a thread, unless the explainer is built and a few rows are cheap.
+
+        A linear model explains a row in tens of microseconds, less than the hop to a thread.
+        """
+        explainer = self._explainers.get(entry.tag)
+        if explainer is not None and explainer.cheap and len(rows) <= INLINE_ROWS:
+            return rendered_explanations(explainer, rows)
+        return await asyncio.to_thread(self.explain, entry, rows)
 
     def explain_trace(self, catalogue: ModelCatalogue, record: dict[str, Any]) -> TraceExplanation:
         """Recompute the explanation of a stored trace with the model version that answered it.

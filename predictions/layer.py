@@ -160,7 +160,7 @@ class PredictionLayer:
         answers = _answers(served, model)
         if explain:
             # Before the traces: an answer that cannot be explained is not answered, so it needs no trace.
-            explanations = await asyncio.to_thread(self.explainers.explain, served.model, rows)
+            explanations = await self.explainers.explain_soon(served.model, rows)
             answers = [ExplainedPrediction.model_construct(**answer.__dict__, explanation=explanation)
                        for answer, explanation in zip(answers, explanations)]
         if self.writer is not None:
