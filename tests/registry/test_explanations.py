@@ -157,3 +157,38 @@ def test_an_estimator_without_an_exact_method_is_refused():
     pipeline.fit(employee_frame(rows), [index % 2 for index in range(len(rows))])
     with pytest.raises(ExplanationUnsupported, match="KNeighborsClassifier"):
         build_explainer(pipeline, None)
+
+
+def income_per_year_of_age(frame):
+    """A column derived from two fields: it is shared equally between them."""
+    return (frame["revenu_mensuel"] / frame["age"]).to_frame()
+
+
+def test_a_column_derived_from_two_fields_is_shared_between_them_and_still_adds_up():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+    from attrition.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+    rows = synthetic_employees(300, seed=41)
+    labels = [int(r["revenu_mensuel"] / r["age"] < 150 or r["heure_supplementaires"] == "Oui") for r in rows]
+    transformer = ColumnTransformer([
+        ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(CATEGORICAL_FEATURES)),
+        ("numeric", "passthrough", [name for name in NUMERIC_FEATURES if name not in ("revenu_mensuel", "age")]),
+        ("derived", FunctionTransformer(income_per_year_of_age), ["revenu_mensuel", "age"]),
+    ])
+    pipeline = Pipeline([("preprocess", transformer), ("classifier", HistGradientBoostingClassifier(
+        max_iter=30, max_depth=3, random_state=0))]).fit(employee_frame(rows), labels)
+    weights = field_weights(pipeline.steps[0][1])
+    derived = weights[-1]
+    assert derived[FEATURE_NAMES.index("revenu_mensuel")] == derived[FEATURE_NAMES.index("age")] == 0.5
+    explainer = build_explainer(pipeline, None)
+    checked = synthetic_employees(100, seed=42)
+    contributions, outputs = explainer.field_contributions(checked)
+    assert np.max(np.abs(explainer.base_value + contributions.sum(axis=1) - outputs)) <= TOLERANCE
+    base, values = shap_reference(pipeline, None, checked)
+    assert np.max(np.abs(values - contributions)) <= TOLERANCE
+    by_field = dict(zip(FEATURE_NAMES, np.abs(contributions).sum(axis=0)))
+    assert by_field["revenu_mensuel"] == pytest.approx(by_field["age"]) and by_field["age"] > 0
