@@ -15,7 +15,7 @@ from typing import Annotated
 import bentoml
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from api import errors
 from api.bodies import refuse_unknown_keys
@@ -26,13 +26,15 @@ from api.parameters import ModelReference, Offset, PeriodBound, RequestId, Store
 from attrition.outcome import OutcomeReport
 from attrition.schema import EXAMPLE_EMPLOYEE, Employee, EmployeeId
 from persistence.database.queries import MAX_PAGE_SIZE
-from predictions.answers import (Health, Metadata, ModelDetail, ModelList, OutcomesRecorded, Prediction,
-                                 PredictionBatch, TracePage, TraceRecord)
+from predictions.answers import (ExplainedPrediction, ExplainedPredictionBatch, Health, Metadata, ModelDetail,
+                                 ModelList, OutcomesRecorded, TraceExplanation, TracePage, TraceRecord)
 from predictions.layer import PredictionLayer
 from api.traffic import label_traffic_by_route, route_templates
 from settings import SERVICE_NAME, settings
 from tuning import tune_worker, warm_up_worker
 
+EXPLAIN = ("true: each answer adds its explanation (base value, output on the link scale, one contribution "
+           "per input field, the largest first; base_value + sum = output).")
 # One docs page, BentoML's at / with /docs.json: no second one from FastAPI.
 http = FastAPI(title="Futurisys attrition — read endpoints", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -79,9 +81,10 @@ class AttritionService:
         model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias (champion); default model when omitted.",
             examples=["champion"])] = None,
-    ) -> Prediction:
+        explain: Annotated[StrictBool, Field(description=EXPLAIN)] = False,
+    ) -> ExplainedPrediction:
         """Score one employee: inline fields, or a stored employee by id."""
-        return await self.predictions.predict(employee, employee_id, model, key_id_of(ctx.request.scope))
+        return await self.predictions.predict(employee, employee_id, model, key_id_of(ctx.request.scope), explain)
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(
@@ -92,9 +95,10 @@ class AttritionService:
             examples=[[EXAMPLE_EMPLOYEE]])],
         model: Annotated[ModelReference | None, Field(
             description="name, name:version or alias; default model when omitted.")] = None,
-    ) -> PredictionBatch:
+        explain: Annotated[StrictBool, Field(description=EXPLAIN)] = False,
+    ) -> ExplainedPredictionBatch:
         """Score many employees in one call; one answer per row, in input order."""
-        return await self.predictions.predict_batch(employees, model, key_id_of(ctx.request.scope))
+        return await self.predictions.predict_batch(employees, model, key_id_of(ctx.request.scope), explain)
 
     # ---- outcomes (POST, BentoML) -------------------------------------------------------------
 
@@ -136,6 +140,12 @@ class AttritionService:
     def prediction_trace(self, request: Request, request_id: RequestId) -> TraceRecord:  # type: ignore[valid-type]
         """Inputs, outputs, model, version and timings of one request, as stored."""
         return self.predictions.trace(request_id, key_id_of(request.scope))
+
+    @http.get("/predictions/{request_id}/explanation", summary="Why one traced answer: its explanation")
+    def prediction_explanation(self, request: Request, request_id: RequestId) -> TraceExplanation:
+        """The explanation of a traced answer, recomputed from its stored inputs with the model version that
+        answered (artifact sha256 checked); 410 when that version has left the store."""
+        return self.predictions.trace_explanation(request_id, key_id_of(request.scope))
 
     @http.get("/predictions", summary="Traces over a period, an employee's or all")
     def prediction_traces(

@@ -19,8 +19,9 @@ from pydantic import BaseModel
 
 from api import logs
 from api.responses import AnswerResponse, ErrorResponse
-from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, DomainError, InvalidRequest, NotFound,
-                              OutcomesNotStored, TraceNotStored, UnknownModel, problem)
+from attrition.errors import (BatchTooLarge, DefaultModelUnavailable, DomainError, ExplanationUnavailable,
+                              InvalidRequest, ModelVersionGone, NotFound, OutcomesNotStored, TraceNotStored,
+                              UnknownModel, problem)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ STATUS_OF: dict[type[DomainError], int] = {
     Forbidden: 403,
     UnknownModel: 404,
     NotFound: 404,
+    ExplanationUnavailable: 409,  # the answer exists but cannot be explained as asked
+    ModelVersionGone: 410,  # the model version that answered has left the store
     BodyTooLarge: 413,
     BatchTooLarge: 413,
     UnsupportedMediaType: 415,

@@ -37,6 +37,9 @@ WHY: dict[int, str] = {
     401: "Missing or unknown API key.",
     403: "The API key lacks the scope this route needs.",
     404: "Unknown model, employee or request id (an outcome's employee: neither imported nor tagging a trace).",
+    409: "The answer cannot be explained as asked: the trace holds no answer, the store's artifact is not the one "
+         "that answered, or the model has no exact explanation.",
+    410: "The model version that answered is no longer in the model store.",
     413: "Body larger than the size limit, or a batch over its row cap.",
     415: "A POST body that is not JSON.",
     503: "Not ready: the default model cannot serve, the trace could be stored nowhere, or the database could not "
@@ -46,11 +49,12 @@ WHY: dict[int, str] = {
 BODY_ERRORS = (400, 413, 415)
 """What the edge answers to any POST body before the route runs."""
 ERRORS_OF_ROUTE: dict[tuple[str, str], tuple[int, ...]] = {
-    ("post", "/predict"): (*BODY_ERRORS, 404, 503),
-    ("post", "/predict_batch"): (*BODY_ERRORS, 404, 503),
+    ("post", "/predict"): (*BODY_ERRORS, 404, 409, 503),
+    ("post", "/predict_batch"): (*BODY_ERRORS, 404, 409, 503),
     ("post", "/outcomes"): (*BODY_ERRORS, 404, 503),
     ("get", "/models/{name}"): (400, 404),
     ("get", "/predictions/{request_id}"): (400, 404),
+    ("get", "/predictions/{request_id}/explanation"): (400, 404, 409, 410),
     ("get", "/predictions"): (400,),
     ("get", "/readyz"): (503,),
 }

@@ -99,3 +99,18 @@ class UnknownEmployees(NotFound):
                              [problem(field, "no such employee: not imported, and no trace is tagged with it")
                               for field in fields[:50]])
         self.fields = fields
+
+
+class ExplanationUnavailable(DomainError):
+    """An answer that cannot be explained as asked: no answer in the trace, another artifact, an unsupported model."""
+
+    def __init__(self, reason: str, field: str = "request_id") -> None:
+        super().__init__(f"no explanation: {reason}", [problem(field, reason)])
+
+
+class ModelVersionGone(DomainError):
+    """The model version that answered a traced request is no longer in the model store."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"the model version {tag} that answered this request is no longer in the model store: "
+                         "its answer cannot be recomputed", [problem("model_version", f"{tag} is not in the store")])

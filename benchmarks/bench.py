@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from benchmarks.common import HOST, LABELS, PROJECT_ROOT, SYSTEMS, TRACE_TABLES, TRACED, BenchmarkError
+from benchmarks.common import (BATCHES, EXPLAINED, HOST, LABELS, PROJECT_ROOT, SYSTEMS, TRACE_TABLES, TRACED,
+                               BenchmarkError)
 from benchmarks.database import checkpoint, count_rows
 from benchmarks.load import Load, drive, write_bodies
 from benchmarks.processes import CpuAccount, RssSampler, Server, free_port, running, wait_for_quiet
@@ -102,6 +103,7 @@ class Bench:
         self.workdir = workdir
         self.engine = sa.create_engine(database_url)
         self.single_bodies, self.batch_bodies = write_bodies(workdir, options.bodies, options.batch_rows)
+        self.explained_bodies = write_bodies(workdir, options.bodies, options.batch_rows, explain=True)
         self.first_employee = json.loads(self.single_bodies.read_text(encoding="utf-8").splitlines()[0])["employee"]
         self.base_env = {
             "DATABASE_URL": database_url,
@@ -123,7 +125,8 @@ class Bench:
         wanted = self.options.systems
         plan: list[tuple[str, tuple[str, ...]]] = [
             ("baseline", ("baseline",)),
-            ("traced", tuple(s for s in ("traced", "batch") if s in wanted)),
+            # Plain and explained requests to one server, interleaved: the same workers, the same warm state.
+            ("traced", tuple(s for s in ("traced", "explained", "batch", "explained_batch") if s in wanted)),
             ("untraced", ("untraced",)),
             ("noop", ("noop",)),
         ]
@@ -180,7 +183,8 @@ class Bench:
     def _measure(self, system: str, server: Server) -> SystemResult:
         options = self.options
         result = SystemResult(system, LABELS[system], options.connections, ready_s=server.ready_s)
-        path, bodies = ("/predict_batch", self.batch_bodies) if system == "batch" else ("/predict", self.single_bodies)
+        single, batch = self.explained_bodies if system in EXPLAINED else (self.single_bodies, self.batch_bodies)
+        path, bodies = ("/predict_batch", batch) if system in BATCHES else ("/predict", single)
         url = server.url + path
         table = TRACE_TABLES.get(system)
         with RssSampler(server.process.pid) as rss:  # memory through warm-up and run

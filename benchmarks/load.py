@@ -45,17 +45,23 @@ def ensure_wrk() -> str:
     return found
 
 
-def write_bodies(folder: Path, count: int, batch_rows: int, seed: int = 2024) -> tuple[Path, Path]:
-    """Write the bodies wrk cycles through: ``count`` single-employee bodies, and batches of ``batch_rows``."""
+def write_bodies(folder: Path, count: int, batch_rows: int, seed: int = 2024, explain: bool = False,
+                 ) -> tuple[Path, Path]:
+    """Write the bodies wrk cycles through: ``count`` single-employee bodies, and batches of ``batch_rows``.
+
+    With ``explain``, the same bodies ask ``"explain": true`` (files ``explained_*.jsonl``).
+    """
+    extra = {"explain": True} if explain else {}
+    prefix = "explained_" if explain else ""
     employees = synthetic_employees(count, seed)
-    single = folder / "predict.jsonl"
-    single.write_text("".join(json.dumps({"employee": e}, ensure_ascii=False) + "\n" for e in employees),
+    single = folder / f"{prefix}predict.jsonl"
+    single.write_text("".join(json.dumps({"employee": e, **extra}, ensure_ascii=False) + "\n" for e in employees),
                       encoding="utf-8")
     batches = max(8, min(64, count // batch_rows))
     pool = synthetic_employees(batches * batch_rows, seed + 1)
-    batch = folder / "predict_batch.jsonl"
+    batch = folder / f"{prefix}predict_batch.jsonl"
     batch.write_text("".join(
-        json.dumps({"employees": pool[i * batch_rows:(i + 1) * batch_rows]}, ensure_ascii=False) + "\n"
+        json.dumps({"employees": pool[i * batch_rows:(i + 1) * batch_rows], **extra}, ensure_ascii=False) + "\n"
         for i in range(batches)), encoding="utf-8")
     return single, batch
 

@@ -153,6 +153,19 @@ def table(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _explained_lines(report: Report) -> list[str]:
+    """What ``"explain": true`` costs: each explained system next to the same requests without it."""
+    lines = []
+    for plain, explained, rows in (("traced", "explained", False), ("batch", "explained_batch", True)):
+        with_it, without = _rate(report, explained, rows=rows), _rate(report, plain, rows=rows)
+        ratio = _ratio(with_it, without)
+        if ratio is not None:
+            unit = "rows/s" if rows else "req/s"
+            lines.append(f"explain: true on {'/predict_batch' if rows else '/predict'}: {with_it:,.0f} {unit} "
+                         f"against {without:,.0f} without ({ratio:.2f}x), the default model")
+    return lines
+
+
 def render(report: Report) -> str:
     """The whole printed report: the table, the first-request line, the checks."""
     parts = [table(report), ""]
@@ -173,6 +186,7 @@ def render(report: Report) -> str:
         parts.append(f"memory of the traced service's tree (2 workers), peak: RSS sum "
                      f"{max(r.rss_bytes or 0 for r in ours) / GIB:.2f} GiB, PSS sum "
                      f"{max(r.pss_bytes or 0 for r in ours) / GIB:.2f} GiB (shared pages counted once)")
+    parts.extend(_explained_lines(report))
     errors = [f"{r.system}: {r.error.splitlines()[0]}" for r in report.results.values() if r.error]
     busy = {r.system: round(r.others_cpu) for r in report.results.values() if (r.others_cpu or 0) > BUSY_CPU}
     if busy:

@@ -41,6 +41,60 @@ class PredictionBatch(BaseModel):
     predictions: list[Prediction]
 
 
+class Contribution(BaseModel):
+    """One input field of the request: its value, and how far it moved the output from the base value."""
+
+    field: str = Field(description="One of the 30 employee fields (its one-hot or derived columns summed).")
+    value: str | int = Field(description="The field's value in the request.")
+    contribution: float = Field(description="Its push on the output, on the explanation's link scale.")
+
+
+class Explanation(BaseModel):
+    """Why the model answered what it did: base_value + sum(contributions) = output, to 1e-6."""
+
+    link: Literal["logit", "identity"] = Field(
+        description="Scale of base_value, output and contributions. logit: log-odds, probability = "
+                    "1 / (1 + exp(-output)); identity: the probability itself (the random forest averages "
+                    "its trees' probabilities, and the baseline answers a constant).")
+    base_value: float = Field(description="The model's expected output over its training data.")
+    output: float = Field(description="The model's output for this employee, on the link scale.")
+    contributions: list[Contribution] = Field(
+        description="One per input field, the largest |contribution| first (exact: linear terms or TreeSHAP).")
+
+
+class ExplainedPrediction(Prediction):
+    """The answer for one employee, and its explanation when the request asked ``"explain": true``.
+
+    The service's answers are :class:`Prediction` objects (no ``explanation``
+    key at all) unless an explanation is asked: this class is what the
+    endpoints declare, so the document and ``bentoml.SyncHTTPClient`` know the
+    optional field.
+    """
+
+    explanation: Explanation | None = Field(
+        default=None, description='Present only when the request asks "explain": true.')
+
+
+class ExplainedPredictionBatch(BaseModel):
+    """The answers of a batch, one per row, in input order; each explained when the request asks it."""
+
+    predictions: list[ExplainedPrediction]
+
+
+class TraceExplanation(BaseModel):
+    """The explanation of a traced answer, recomputed from its stored inputs with the model version that answered."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    request_id: str
+    model: str = Field(description="The model that answered (after a fallback: the default model).")
+    model_version: str
+    model_sha256: str = Field(description="The artifact's sha256: the trace's, checked against the store's.")
+    probability: float = Field(description="The probability the trace stores.")
+    threshold: float
+    explanation: Explanation
+
+
 class ModelSummary(BaseModel):
     """One model version of the store, with its health in this worker."""
 

@@ -28,8 +28,10 @@ from persistence.database import dataset, outcomes, queries
 from persistence.database.traces import Trace
 from persistence.personal_data import reads
 from persistence.trace.writer import TraceWriteError, TraceWriter
-from predictions.answers import (DatasetSummary, Health, Metadata, ModelDetail, ModelList, ModelSummary,
-                                 OutcomesRecorded, Prediction, PredictionBatch, TracePage, TraceRecord, WriterDetail)
+from predictions.answers import (DatasetSummary, ExplainedPrediction, ExplainedPredictionBatch, Health, Metadata,
+                                 ModelDetail, ModelList, ModelSummary, OutcomesRecorded, Prediction, PredictionBatch,
+                                 TraceExplanation, TracePage, TraceRecord, WriterDetail)
+from predictions.explaining import ExplainerPool
 from registry.catalogue import ModelCatalogue, ModelEntry
 from registry.runner import RunnerPool
 from registry.serving import Served, serve_rows
@@ -49,6 +51,7 @@ class PredictionLayer:
         self.engine = engine
         self.writer = writer
         self.max_batch_rows = max_batch_rows
+        self.explainers = ExplainerPool(runners)  # builds nothing until an answer is to be explained
         self._writer_started = False
 
     @classmethod
@@ -104,10 +107,11 @@ class PredictionLayer:
     # -- predictions -------------------------------------------------------------------------------
 
     async def predict(self, employee: Employee | None, employee_id: int | None, model: str | None,
-                      key_id: str | None = None) -> Prediction:
+                      key_id: str | None = None, explain: bool = False) -> Prediction:
         """Score one employee: the inline fields (``employee_id`` then only tags the trace), or a stored employee.
 
-        ``key_id`` is the id of the API key that asked (None without keys), recorded in the trace.
+        ``key_id`` is the id of the API key that asked (None without keys), recorded in the trace. With
+        ``explain``, the answer is an :class:`ExplainedPrediction`.
         """
         received_at = datetime.now(timezone.utc)
         started = time.perf_counter()
@@ -120,12 +124,15 @@ class PredictionLayer:
         else:
             raise InvalidRequest("invalid request: employee: give the employee fields or an employee_id",
                                  [problem("employee", "employee or employee_id is required")])
-        answers = await self._score([row], model, "predict", received_at, started, employee_id, key_id)
+        answers = await self._score([row], model, "predict", received_at, started, employee_id, key_id, explain)
         return answers[0]
 
     async def predict_batch(self, employees: list[Employee], model: str | None,
-                            key_id: str | None = None) -> PredictionBatch:
-        """Score many employees; one answer per row, in input order, each with its own request id."""
+                            key_id: str | None = None, explain: bool = False) -> PredictionBatch:
+        """Score many employees; one answer per row, in input order, each with its own request id.
+
+        With ``explain``, each answer carries its explanation (an :class:`ExplainedPredictionBatch`).
+        """
         received_at = datetime.now(timezone.utc)
         started = time.perf_counter()
         if len(employees) > self.max_batch_rows:
@@ -134,11 +141,14 @@ class PredictionLayer:
             raise InvalidRequest("invalid request: employees: at least one row is required",
                                  [problem("employees", "empty batch")])
         rows = [dict(e.__dict__) for e in employees]
-        answers = await self._score(rows, model, "predict_batch", received_at, started, None, key_id)
+        answers = await self._score(rows, model, "predict_batch", received_at, started, None, key_id, explain)
+        if explain:
+            return ExplainedPredictionBatch.model_construct(predictions=answers)
         return PredictionBatch(predictions=answers)
 
     async def _score(self, rows: list[dict[str, Any]], model: str | None, endpoint: str, received_at: datetime,
-                     started: float, employee_id: int | None, key_id: str | None) -> list[Prediction]:
+                     started: float, employee_id: int | None, key_id: str | None,
+                     explain: bool = False) -> list[Prediction]:
         requested = self.catalogue.resolve(model)
         try:
             served = await serve_rows(self.runners, requested, rows)
@@ -147,6 +157,11 @@ class PredictionLayer:
             await self._record_failure(rows, model, endpoint, received_at, started, employee_id, str(exc), key_id)
             raise
         answers = _answers(served, model)
+        if explain:
+            # Before the traces: an answer that cannot be explained is not answered, so it needs no trace.
+            explanations = await self.explainers.explain_soon(served.model, rows)
+            answers = [ExplainedPrediction.model_construct(**answer.__dict__, explanation=explanation)
+                       for answer, explanation in zip(answers, explanations)]
         if self.writer is not None:
             total_ms = (time.perf_counter() - started) * 1000
             batch = endpoint == "predict_batch"
@@ -227,6 +242,19 @@ class PredictionLayer:
         if record is None:
             raise UnknownRequest(request_id)
         return TraceRecord(**record)
+
+    def trace_explanation(self, request_id: str, key_id: str | None = None) -> TraceExplanation:
+        """The explanation of one traced answer, recomputed with the model version that answered it.
+
+        A read of the trace like :meth:`trace`, logged (by ``key_id``) before it is answered.
+        """
+        record = queries.get_trace(self.engine, request_id)
+        reads.record_read(self.engine, key_id, "GET /predictions/{request_id}/explanation",
+                          {"request_id": request_id}, rows=int(record is not None),
+                          employee_id=record["employee_id"] if record else None)
+        if record is None:
+            raise UnknownRequest(request_id)
+        return self.explainers.explain_trace(self.catalogue, record)
 
     def traces(self, employee_id: int | None, start: datetime | None, end: datetime | None, limit: int,
                offset: int, key_id: str | None = None) -> TracePage:

@@ -16,8 +16,8 @@ from tests.conftest import POSTGRES_ADMIN_URL, PROJECT_ROOT, _postgres_reachable
 
 pytestmark = [pytest.mark.serve, pytest.mark.postgres]
 
-SYSTEMS = ("baseline", "traced", "untraced", "noop", "batch")
-TRACED = ("baseline", "traced", "batch")
+SYSTEMS = ("baseline", "traced", "untraced", "noop", "batch", "explained", "explained_batch")
+TRACED = ("baseline", "traced", "batch", "explained", "explained_batch")
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +62,14 @@ def test_every_2xx_answer_of_a_traced_system_has_its_trace(quick_run: tuple[str,
         load = results[system]["load"]
         assert load["ok_rows"] > 0, system
         assert results[system]["traces"] == load["ok_rows"], system
-    assert results["batch"]["load"]["ok_rows"] == 100 * results["batch"]["load"]["ok_responses"] > 0
+    for batch in ("batch", "explained_batch"):
+        assert results[batch]["load"]["ok_rows"] == 100 * results[batch]["load"]["ok_responses"] > 0
     assert results["untraced"]["traces"] == 0
 
 
 def test_the_report_lists_every_target(quick_run: tuple[str, dict]) -> None:
     printed = quick_run[0]
     for target in ("traced / baseline traced", "traced / untraced", "traced / no-op", "batch, traced (rows/s)",
-                   "p99 latency", "time to ready", "first request", "RSS of the process tree"):
+                   "p99 latency", "time to ready", "first request", "RSS of the process tree",
+                   "explain: true on /predict:", "explain: true on /predict_batch:"):
         assert target in printed
