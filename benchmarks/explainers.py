@@ -142,9 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200, help="rows of the batch measurement (default 200)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure, the best is kept (default 5)")
     args = parser.parse_args(argv)
-    import joblib
-
     from attrition.synthetic import synthetic_employees
+    from registry.trust import load_artifact
 
     print("installed size added to the service image:")
     for label, packages in (("shap (+ numba, llvmlite, slicer, tqdm)", SHAP_PACKAGES),
@@ -159,8 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = synthetic_employees(args.rows, seed=17)
     results = []
     for folder in sorted((PROJECT_ROOT / "models").glob("*/*/model.joblib")):
-        results += measure(f"{folder.parent.parent.name}:{folder.parent.name}", joblib.load(folder), rows,
-                           args.repeat)
+        tag = f"{folder.parent.parent.name}:{folder.parent.name}"
+        results += measure(tag, load_artifact(tag, folder), rows, args.repeat)  # pinned artifacts only
     try:
         results += measure("lightgbm (synthetic, 100 trees)", lightgbm_pipeline(synthetic_employees(600, seed=5)),
                            rows, args.repeat)

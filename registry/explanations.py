@@ -167,8 +167,15 @@ class ModelExplainer:
 
 def _numeric_background(step: Any, fields: list[str], card: ModelCard | None) -> np.ndarray:
     """The training mean of a numeric block's encoded columns (scaled with the artifact's own scaler)."""
+    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if isinstance(step, Pipeline):
+        # A transform then a scaler (log1p, then standardised): the scaler was fitted on the transformed training
+        # columns, so its mean_ is their exact training mean, whatever came before it.
+        step = step.steps[-1][1]
+        if not isinstance(step, StandardScaler):
+            raise ExplanationUnsupported("a numeric pipeline that does not end in a StandardScaler")
     if isinstance(step, StandardScaler):
         # mean_ is the exact training mean: scaled, it is 0 (the card's means are rounded).
         return np.zeros(len(fields)) if step.with_mean else np.asarray(step.mean_) / step.scale_
@@ -178,6 +185,36 @@ def _numeric_background(step: Any, fields: list[str], card: ModelCard | None) ->
         if step == "passthrough" or getattr(step, "func", "identity") is None:
             return raw
     raise ExplanationUnsupported("no training mean for a numeric block of this kind")
+
+
+def _level_shares(field: str, reference: dict[str, Any], categories: Sequence[Any]) -> dict[str, float]:
+    """The training share of each one-hot level of ``field``: a categorical's shares, or a numeric's histogram.
+
+    An integer scale one-hot encoded by level (a satisfaction from 1 to 4) has a
+    numeric reference: its observed range and a histogram. A level outside the
+    range, or in a bin of share 0, has share 0; a bin holding exactly one level
+    of the range gives that level its share. A bin holding several levels with a
+    share above 0 cannot be split, and the field is refused.
+    """
+    shares = reference.get("shares")
+    if isinstance(shares, dict):
+        return {str(category): float(shares.get(str(category), 0.0)) for category in categories}
+    histogram = reference.get("histogram") or {}
+    edges, bins = histogram.get("edges"), histogram.get("shares")
+    low, high = reference.get("min"), reference.get("max")
+    if not edges or not bins or low is None or high is None:
+        raise ExplanationUnsupported(f"the card has no category shares for {field}")
+    levels = {str(category): 0.0 for category in categories}
+    for index, share in enumerate(bins):
+        inside = [category for category in categories
+                  if low <= float(category) <= high
+                  and (edges[index] < float(category) <= edges[index + 1]
+                       or (index == 0 and float(category) == edges[0]))]
+        if len(inside) == 1:
+            levels[str(inside[0])] = float(share)
+        elif len(inside) > 1 and share > 0:
+            raise ExplanationUnsupported(f"the card's bins of {field} hold several levels each")
+    return levels
 
 
 def linear_background(transformer: Any, card: ModelCard | None) -> np.ndarray:
@@ -197,11 +234,9 @@ def linear_background(transformer: Any, card: ModelCard | None) -> np.ndarray:
                 raise ExplanationUnsupported("a one-hot encoder that drops or groups categories")
             position = block.start
             for field, categories in zip(fields, step.categories_):
-                shares = references.get(field, {}).get("shares")
-                if shares is None:
-                    raise ExplanationUnsupported(f"the card has no category shares for {field}")
+                shares = _level_shares(field, references.get(field, {}), categories)
                 for category in categories:
-                    mean[position] = float(shares.get(str(category), 0.0))
+                    mean[position] = shares[str(category)]
                     position += 1
         elif block.stop - block.start == len(fields):
             mean[block] = _numeric_background(step, fields, card)

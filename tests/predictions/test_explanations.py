@@ -16,6 +16,7 @@ from persistence.database.schema import prediction_traces, trace_reads
 from predictions.answers import ExplainedPrediction, ExplainedPredictionBatch, Prediction, PredictionBatch
 from registry.catalogue import ModelCatalogue
 from registry.store import import_models
+from registry.trust import pin, sha256_of
 from tests.predictions.conftest import BATCH_CAP, MODELS_DIR, running_layer
 from tests.registry.conftest import copy_version
 
@@ -106,7 +107,8 @@ def test_a_trace_whose_stored_probability_does_not_reproduce_is_not_explained(la
 
 def test_a_trace_whose_version_left_the_store_is_gone(tmp_path, sqlite_url, imported):
     models = tmp_path / "models"
-    copy_version(models, "retired_model", source="gradient_boosting")
+    retired = copy_version(models, "retired_model", source="gradient_boosting")
+    pin("retired_model:v1", sha256_of(retired / "model.joblib"))  # trusted: it is refused only once it is gone
     (models / "aliases.json").write_text((MODELS_DIR / "aliases.json").read_text())
     import_models(models)
     running = running_layer(sqlite_url, tmp_path, ModelCatalogue.from_store(models))
