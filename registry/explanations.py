@@ -167,17 +167,32 @@ class ModelExplainer:
 
 def _numeric_background(step: Any, fields: list[str], card: ModelCard | None) -> np.ndarray:
     """The training mean of a numeric block's encoded columns (scaled with the artifact's own scaler)."""
+    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if isinstance(step, StandardScaler):
-        # mean_ is the exact training mean: scaled, it is 0 (the card's means are rounded).
-        return np.zeros(len(fields)) if step.with_mean else np.asarray(step.mean_) / step.scale_
+    last = step.steps[-1][1] if isinstance(step, Pipeline) else step
+    if isinstance(last, StandardScaler):
+        # mean_ is the exact training mean of what the scaler receives (after a log1p, say): scaled, it is 0
+        # (the card's means are rounded, and are of the raw values).
+        return np.zeros(len(fields)) if last.with_mean else np.asarray(last.mean_) / last.scale_
     references = card.reference_distributions if card is not None else {}
     if all(references.get(field, {}).get("mean") is not None for field in fields):
         raw = np.array([float(references[field]["mean"]) for field in fields])
         if step == "passthrough" or getattr(step, "func", "identity") is None:
             return raw
     raise ExplanationUnsupported("no training mean for a numeric block of this kind")
+
+
+def level_shares(card: ModelCard | None, field: str) -> dict[str, float] | None:
+    """The training share of each level of a numeric field one-hot encoded by level (``explanation_reference``).
+
+    A numeric field's reference histogram may join levels in one bin: the
+    cards of models that encode levels record each level's share beside the
+    training contributions, for the linear background.
+    """
+    reference = ((card.model_extra or {}).get("explanation_reference") or {}) if card is not None else {}
+    shares = (reference.get("level_shares") or {}).get(field)
+    return dict(shares) if shares else None
 
 
 def linear_background(transformer: Any, card: ModelCard | None) -> np.ndarray:
@@ -197,7 +212,7 @@ def linear_background(transformer: Any, card: ModelCard | None) -> np.ndarray:
                 raise ExplanationUnsupported("a one-hot encoder that drops or groups categories")
             position = block.start
             for field, categories in zip(fields, step.categories_):
-                shares = references.get(field, {}).get("shares")
+                shares = references.get(field, {}).get("shares") or level_shares(card, field)
                 if shares is None:
                     raise ExplanationUnsupported(f"the card has no category shares for {field}")
                 for category in categories:
