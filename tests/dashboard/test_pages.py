@@ -140,9 +140,10 @@ def test_predictions_page_opens_the_audit_view_and_reproduces_the_answer(seeded_
                 trace_reads.c.request_id == AUDITED_REQUEST)).mappings().all()
     finally:
         engine.dispose()
-    # The audit view is recorded in the read log, once for the session although the page ran twice.
-    assert [(r["route"], r["rows"], r["employee_id"]) for r in logged] == [
-        ("dashboard:audit", 1, stored["employee_id"])]
+    # The audit view and its explanation are recorded in the read log, once for the session although the page ran
+    # twice.
+    assert sorted((r["route"], r["rows"], r["employee_id"]) for r in logged) == [
+        ("dashboard:audit", 1, stored["employee_id"]), ("dashboard:explanation", 1, stored["employee_id"])]
     assert logged[0]["key_id"].startswith("dashboard:")
     # So is the listing of the rows, with the filter it used.
     assert [(r["route"], r["rows"], r["employee_id"]) for r in listings(url)] == [
