@@ -296,21 +296,26 @@ def waterfall(steps: pd.DataFrame, scale: str, marks: pd.DataFrame) -> alt.TopLe
     ``marks``: vertical rules (``name``, ``at``, ``dash``): the stored probability and the threshold on ``scale``.
     """
     order = list(steps["step"])
-    data = steps.assign(text=steps["contribution"].map(lambda c: f"{c:+.3f}"),
-                        label_at=steps[["start", "end"]].max(axis=1))
+    levels_only = steps["kind"].isin(["base", "output"])
+    texts = [f"{c:.3f}" if level else f"{c:+.3f}" for c, level in zip(steps["contribution"], levels_only)]
+    data = steps.assign(text=texts, label_at=steps[["start", "end"]].max(axis=1))
     base = alt.Chart(data).encode(y=alt.Y("step:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)))
-    bars = base.mark_bar(height=ROW_STEP - 8).encode(
-        x=alt.X("start:Q", title=scale), x2="end:Q",
-        color=alt.Color("kind:N", legend=None, scale=alt.Scale(domain=list(WATERFALL_COLOURS),
-                                                               range=list(WATERFALL_COLOURS.values()))),
-        tooltip=["step:N", alt.Tooltip("contribution:Q", format="+.6f"), alt.Tooltip("start:Q", format=".6f"),
-                 alt.Tooltip("end:Q", format=".6f")])
-    labels = base.mark_text(align="left", dx=4, fontSize=11).encode(x="label_at:Q", text="text:N")
+    palette = alt.Scale(domain=list(WATERFALL_COLOURS), range=list(WATERFALL_COLOURS.values()))
+    colour = alt.Color("kind:N", legend=None, scale=palette)
+    tooltip = ["step:N", alt.Tooltip("contribution:Q", format="+.6f"), alt.Tooltip("start:Q", format=".6f"),
+               alt.Tooltip("end:Q", format=".6f")]
+    pushes = base.transform_filter(alt.FieldOneOfPredicate("kind", ["up", "down", "others"]))
+    bars = pushes.mark_bar(height=ROW_STEP - 8).encode(
+        x=alt.X("start:Q", title=scale, scale=alt.Scale(zero=False)), x2="end:Q", color=colour, tooltip=tooltip)
+    # The base value and the output are levels: a diamond where each stands.
+    levels = base.transform_filter(alt.FieldOneOfPredicate("kind", ["base", "output"])).mark_point(
+        shape="diamond", filled=True, size=160, opacity=1).encode(x="end:Q", color=colour, tooltip=tooltip)
+    labels = base.mark_text(align="left", dx=8, fontSize=11).encode(x="label_at:Q", text="text:N")
     rules = alt.Chart(marks).mark_rule(strokeWidth=2).encode(
         x="at:Q", strokeDash=alt.StrokeDash("name:N", title=None, legend=alt.Legend(orient="bottom"),
                                             scale=alt.Scale(range=[[1, 0], [5, 3]])),
         tooltip=["name:N", alt.Tooltip("at:Q", format=".6f")])
-    return sized(alt.layer(bars, labels, rules), rows_height(len(data)), f"Why this answer, on the {scale}")
+    return sized(alt.layer(bars, levels, labels, rules), rows_height(len(data)), f"Why this answer, on the {scale}")
 
 
 def driver_bars(table: pd.DataFrame, title: str, scale: str) -> alt.TopLevelMixin:

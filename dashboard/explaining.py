@@ -118,8 +118,9 @@ def waterfall_steps(explanation: Explanation, fields: int = WATERFALL_FIELDS) ->
     ``start`` and ``end`` (on the link scale), ``contribution``. The fields are the largest |contribution|
     first; the others' step is their exact sum, so the steps end on the output.
     """
-    rows = [{"step": "base value (expected output)", "kind": "base", "start": 0.0, "end": explanation.base_value,
-             "contribution": explanation.base_value}]
+    # The base value and the output are levels, not pushes: they start and end where they stand.
+    rows = [{"step": "base value (expected output)", "kind": "base", "start": explanation.base_value,
+             "end": explanation.base_value, "contribution": explanation.base_value}]
     level = explanation.base_value
     shown, rest = explanation.contributions[:fields], explanation.contributions[fields:]
     for item in shown:
@@ -132,7 +133,7 @@ def waterfall_steps(explanation: Explanation, fields: int = WATERFALL_FIELDS) ->
         rows.append({"step": f"{len(rest)} other fields", "kind": "others", "start": level, "end": level + total,
                      "contribution": total})
         level += total
-    rows.append({"step": "output", "kind": "output", "start": 0.0, "end": explanation.output,
+    rows.append({"step": "output", "kind": "output", "start": explanation.output, "end": explanation.output,
                  "contribution": explanation.output})
     frame = pd.DataFrame(rows)
     frame["order"] = range(len(frame))
@@ -153,7 +154,8 @@ def training_reference(card: ModelCard | None) -> pd.Series | None:
     means = reference.get("mean_abs_contribution")
     if not means:
         return None
-    return pd.Series({field: float(means.get(field, 0.0)) for field in FEATURE_NAMES})
+    by_field = {item["field"]: float(item["mean_abs"]) for item in means}
+    return pd.Series({field: by_field.get(field, 0.0) for field in FEATURE_NAMES})
 
 
 def drivers_table(live: pd.Series, reference: pd.Series | None, rows: int, top: int) -> pd.DataFrame:

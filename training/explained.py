@@ -61,7 +61,9 @@ def explanation_reference(pipeline: Any, card: ModelCard, features: pd.DataFrame
         "link": explainer.link,
         "base_value": round(explainer.base_value, 9),
         "rows": len(rows),
-        "mean_abs_contribution": {field: round(float(value), 9) for field, value in zip(FEATURE_NAMES, mean_abs)},
+        # Per-field records, not a dict of the 30 fields: a card holds nothing shaped like an employee's row.
+        "mean_abs_contribution": [{"field": field, "mean_abs": round(float(value), 9)}
+                                  for field, value in zip(FEATURE_NAMES, mean_abs)],
         "level_shares": levels,
         "about": ("mean |contribution| of each input field over the training rows, on the link scale, for the "
                   "final model (registry.explanations); level_shares: training share of each level of a numeric "

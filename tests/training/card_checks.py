@@ -53,11 +53,12 @@ def check_explanation_reference(card: ModelCard, pipeline, features) -> None:
 
     reference = card.model_extra["explanation_reference"]
     assert reference["rows"] == len(features)
-    assert list(reference["mean_abs_contribution"]) == list(FEATURE_NAMES)
+    assert [item["field"] for item in reference["mean_abs_contribution"]] == list(FEATURE_NAMES)
     explainer = build_explainer(pipeline, card)
     contributions, outputs = explainer.field_contributions(features[list(FEATURE_NAMES)].to_dict("records"))
     assert np.max(np.abs(explainer.base_value + contributions.sum(axis=1) - outputs)) <= 1e-6
     expected = np.abs(contributions).mean(axis=0)
     assert reference["link"] == explainer.link
     assert reference["base_value"] == pytest.approx(explainer.base_value, abs=1e-9)
-    assert np.max(np.abs(np.array(list(reference["mean_abs_contribution"].values())) - expected)) <= 1e-9
+    assert np.max(np.abs(np.array([item["mean_abs"] for item in reference["mean_abs_contribution"]]) - expected)) \
+        <= 1e-9
