@@ -324,7 +324,7 @@ def driver_bars(table: pd.DataFrame, title: str, scale: str) -> alt.TopLevelMixi
     chart = alt.Chart(table).mark_bar().encode(
         y=alt.Y("field:N", sort=fields, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
         yOffset=alt.YOffset("source:N", sort=sorted(table["source"].unique(), reverse=True)),
-        x=alt.X("mean_abs:Q", title=f"mean |contribution| ({scale})"),
-        color=alt.Color("source:N", title=None, legend=alt.Legend(orient="bottom")),
+        x=alt.X("mean_abs:Q", title=f"mean |contribution|, {scale}"),
+        color=alt.Color("source:N", title=None, legend=alt.Legend(orient="top", direction="vertical")),
         tooltip=["field:N", "source:N", alt.Tooltip("mean_abs:Q", format=".4f")])
     return sized(chart, rows_height(len(fields), 2 * ROW_STEP if table["source"].nunique() > 1 else ROW_STEP), title)

@@ -31,6 +31,7 @@ REPRODUCTION_TOLERANCE = 1e-6
 WATERFALL_FIELDS = 12
 """Fields drawn one by one in the waterfall; the others are one step, "N other fields", their exact sum."""
 SCALES = {"logit": "log-odds of leaving (logit scale)", "identity": "probability of leaving (identity scale)"}
+SHORT_SCALES = {"logit": "log-odds", "identity": "probability"}
 
 
 @dataclass(frozen=True)
@@ -161,9 +162,9 @@ def training_reference(card: ModelCard | None) -> pd.Series | None:
 def drivers_table(live: pd.Series, reference: pd.Series | None, rows: int, top: int) -> pd.DataFrame:
     """The ``top`` fields by live mean |contribution|, long form: ``field``, ``source``, ``mean_abs``."""
     order = live.sort_values(ascending=False, kind="stable").index[:top]
-    frames = [pd.DataFrame({"field": order, "source": f"served traffic ({rows:,} rows)",
+    frames = [pd.DataFrame({"field": order, "source": f"served ({rows:,} rows)",
                             "mean_abs": live[order].to_numpy()})]
     if reference is not None:
-        frames.append(pd.DataFrame({"field": order, "source": "training rows (card)",
+        frames.append(pd.DataFrame({"field": order, "source": "training (card)",
                                     "mean_abs": reference[order].to_numpy()}))
     return pd.concat(frames, ignore_index=True)

@@ -9,7 +9,7 @@ from dashboard.audit import all_cards
 from dashboard.cards import card_summary, headline_auc, probability_reference
 from dashboard.context import (cached_query, champion, current_window, database_url, percent, require_traces,
                                window_label)
-from dashboard.explaining import (SCALES, NotExplained, drivers_table, mean_abs_contributions, training_reference,
+from dashboard.explaining import (SHORT_SCALES, NotExplained, drivers_table, mean_abs_contributions, training_reference,
                                   version_explainer)
 from dashboard.queries import Window
 from registry.aliases import read_aliases
@@ -113,7 +113,7 @@ for column, record in zip(st.columns(2) * len(volume), volume.to_dict(orient="re
         without_reference.append(record["model"])
     column.altair_chart(charts.driver_bars(drivers_table(live, reference, rows, DRIVER_FIELDS),
                                            f"{record['model']}: mean |contribution| per field",
-                                           SCALES[link]), width="stretch")
+                                           SHORT_SCALES[link]), width="stretch")
 if without_reference:
     st.caption(f"The card of {', '.join(without_reference)} lacks the training reference (`explanation_reference`, "
                "in the cards from v2 on): its served traffic is drawn alone.")

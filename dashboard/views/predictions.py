@@ -72,7 +72,7 @@ def audit_view(request_id: str) -> None:
 
 def explanation_view(trace: dict[str, Any], request_id: str) -> None:
     """The request's explanation as a waterfall, recomputed here as ``GET /predictions/{id}/explanation`` does."""
-    st.subheader("Why this answer")
+    st.subheader("Explanation")
     if not log_read("dashboard:explanation", {"request_id": request_id}, 1, employee_id=trace["employee_id"]):
         return
     explained = explain_trace(trace, settings.models_dir)

@@ -148,16 +148,16 @@ def test_the_models_page_sets_the_served_drivers_beside_the_cards(seeded_dashboa
     window_rows = seed.logistic_rows_24h - seed.errors_24h  # answered rows of the champion in the last 24 hours
     contributions, _ = version_explainer(settings.models_dir, *LOGISTIC).field_contributions(inputs[:window_rows])
     live = pd.Series(np.abs(contributions).mean(axis=0), index=list(FEATURE_NAMES))
-    served = drawn[drawn["source"] == f"served traffic ({window_rows:,} rows)"].set_index("field")["mean_abs"]
+    served = drawn[drawn["source"] == f"served ({window_rows:,} rows)"].set_index("field")["mean_abs"]
     assert list(served.index) == list(live.sort_values(ascending=False, kind="stable").index[:10])
     assert np.max(np.abs(served - live[served.index])) <= EXACT
     card = json.loads((Path(settings.models_dir) / LOGISTIC[0] / LOGISTIC[1] / "card.json").read_text())
-    trained = drawn[drawn["source"] == "training rows (card)"].set_index("field")["mean_abs"]
+    trained = drawn[drawn["source"] == "training (card)"].set_index("field")["mean_abs"]
     assert list(trained.index) == list(served.index)
     in_card = {item["field"]: item["mean_abs"] for item in card["explanation_reference"]["mean_abs_contribution"]}
     assert all(trained[f] == in_card[f] for f in trained.index)
     # gradient_boosting:v1's card predates the reference: its served traffic alone, and the page says so.
-    assert set(chart_frames(boosting)[0]["source"]) == {f"served traffic ({seed.boosting_rows_24h:,} rows)"}
+    assert set(chart_frames(boosting)[0]["source"]) == {f"served ({seed.boosting_rows_24h:,} rows)"}
     assert any(c.value.startswith(f"The card of {BOOSTING_TAG} lacks the training reference") for c in app.caption)
 
 

@@ -228,12 +228,15 @@ def test_models_page_compares_cards_and_live_volume(seeded_dashboard) -> None:
     assert shown[LOGISTIC_TAG] == f"{seed.logistic_rows_24h} rows"
     assert shown["gradient_boosting:v1"] == f"{seed.boosting_rows_24h} rows"
     specs = chart_specs(app)
-    assert len(specs) == 3  # positive rate, one probability histogram per model version
+    # Positive rate, one probability histogram per model version, then one chart of drivers per model version.
+    assert len(specs) == 5
     rates = specs[0]["layer"][0]["encoding"]
     assert rates["y"]["field"] == "model" and rates["x"]["field"] == "positive_rate"  # one row per name:version
     assert specs[0]["height"] == 100  # two rows of 28 px, raised to the 100 px floor
     assert {spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else spec.get("title")
-            for spec in specs[1:]} == {"gradient_boosting:v1", LOGISTIC_TAG}
+            for spec in specs[1:3]} == {"gradient_boosting:v1", LOGISTIC_TAG}
+    assert {spec["title"] for spec in specs[3:]} == {f"{tag}: mean |contribution| per field"
+                                                     for tag in ("gradient_boosting:v1", LOGISTIC_TAG)}
 
 
 def test_drift_page_shows_the_psi_of_the_seeded_shift(seeded_dashboard) -> None:
