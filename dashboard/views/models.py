@@ -100,13 +100,22 @@ st.caption(f"Per model version, each field's mean |contribution| over the newest
            "the card's figure over its training rows: a field that drives live scores much more (or less) than in "
            f"training is a change in what the model sees. The {DRIVER_FIELDS} fields that drive the live scores most.")
 without_reference = []
-for column, record in zip(st.columns(2) * len(volume), volume.to_dict(orient="records")):
+records = volume.to_dict(orient="records")
+# Two versions a row, each row its own pair of columns, so the charts of a row start level.
+for index, record in enumerate(records):
+    if index % 2 == 0:
+        row = st.columns(2)
+    column = row[index % 2]
     live, rows, link = served_drivers(record["model_name"], record["model_version"], window, database_url())
     if live is None:
         column.caption(f"{record['model']}: no explanation ({link}).")
         continue
     if not rows:
         column.caption(f"{record['model']}: no answered row in this window (only errors).")
+        continue
+    if not live.any():
+        column.caption(f"{record['model']}: a constant answer (the prior); no field moves it, every contribution "
+                       "is 0.")
         continue
     reference = training_reference(by_tag.get(record["model"]))
     if reference is None:
