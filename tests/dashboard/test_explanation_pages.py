@@ -175,3 +175,18 @@ def test_the_waterfall_groups_the_small_fields_without_losing_the_total() -> Non
     # The first versions' cards are untouched: they hold no reference, the second versions' do.
     assert training_reference(read_card(settings.models_dir, "logistic_regression", "v1")) is None
     assert training_reference(read_card(settings.models_dir, "logistic_regression", "v2")) is not None
+
+
+def test_a_trace_whose_stored_probability_does_not_reproduce_gets_no_explanation(seeded_dashboard) -> None:
+    url, _ = seeded_dashboard
+    request_id = "seed-logistic_regression-0022"
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.update(prediction_traces).where(prediction_traces.c.request_id == request_id)
+                               .values(probability=prediction_traces.c.probability + 0.01))
+    finally:
+        engine.dispose()
+    app = run_page(PREDICTIONS, request_id=request_id)
+    assert not charts_titled(app, "Why this answer")
+    assert any(c.value.startswith("No explanation: the model gives ") for c in app.caption)
