@@ -15,8 +15,8 @@ from dashboard.queries import Window
 from registry.aliases import read_aliases
 from settings import settings
 
+# Served rows explained per model version: the newest of the window (a bounded sample, cached).
 EXPLAINED_ROWS = 2_000
-"""Served rows explained per model version: the newest of the window (a bounded sample, cached)."""
 DRIVER_FIELDS = 10
 
 
