@@ -285,3 +285,46 @@ def agreement_bars(table: pd.DataFrame) -> alt.TopLevelMixin:
         tooltip=["model:N", alt.Tooltip("agreement:Q", format=".1%"), alt.Tooltip("kappa:Q", format=".3f")])
     labels = base.mark_text(align="left", dx=4).encode(x="agreement:Q", text="text:N")
     return sized(alt.layer(bars, labels), rows_height(len(versions)), "Agreement on identical traffic")
+
+
+WATERFALL_COLOURS = {"base": "#7f7f7f", "up": "#d62728", "down": "#1f77b4", "others": "#9467bd", "output": "#2f2f2f"}
+
+
+def waterfall(steps: pd.DataFrame, scale: str, marks: pd.DataFrame) -> alt.TopLevelMixin:
+    """One answer's explanation: the base value, each field's push (red: towards leaving), the output.
+
+    ``marks``: vertical rules (``name``, ``at``, ``dash``): the stored probability and the threshold on ``scale``.
+    """
+    order = list(steps["step"])
+    levels_only = steps["kind"].isin(["base", "output"])
+    texts = [f"{c:.3f}" if level else f"{c:+.3f}" for c, level in zip(steps["contribution"], levels_only)]
+    data = steps.assign(text=texts, label_at=steps[["start", "end"]].max(axis=1))
+    base = alt.Chart(data).encode(y=alt.Y("step:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)))
+    palette = alt.Scale(domain=list(WATERFALL_COLOURS), range=list(WATERFALL_COLOURS.values()))
+    colour = alt.Color("kind:N", legend=None, scale=palette)
+    tooltip = ["step:N", alt.Tooltip("contribution:Q", format="+.6f"), alt.Tooltip("start:Q", format=".6f"),
+               alt.Tooltip("end:Q", format=".6f")]
+    pushes = base.transform_filter(alt.FieldOneOfPredicate("kind", ["up", "down", "others"]))
+    bars = pushes.mark_bar(height=ROW_STEP - 8).encode(
+        x=alt.X("start:Q", title=scale, scale=alt.Scale(zero=False)), x2="end:Q", color=colour, tooltip=tooltip)
+    # The base value and the output are levels: a diamond where each stands.
+    levels = base.transform_filter(alt.FieldOneOfPredicate("kind", ["base", "output"])).mark_point(
+        shape="diamond", filled=True, size=160, opacity=1).encode(x="end:Q", color=colour, tooltip=tooltip)
+    labels = base.mark_text(align="left", dx=8, fontSize=11).encode(x="label_at:Q", text="text:N")
+    rules = alt.Chart(marks).mark_rule(strokeWidth=2).encode(
+        x="at:Q", strokeDash=alt.StrokeDash("name:N", title=None, legend=alt.Legend(orient="bottom"),
+                                            scale=alt.Scale(range=[[1, 0], [5, 3]])),
+        tooltip=["name:N", alt.Tooltip("at:Q", format=".6f")])
+    return sized(alt.layer(bars, levels, labels, rules), rows_height(len(data)), f"Why this answer, on the {scale}")
+
+
+def driver_bars(table: pd.DataFrame, title: str, scale: str) -> alt.TopLevelMixin:
+    """Mean |contribution| per field, served traffic beside the card's training rows where it has them."""
+    fields = list(dict.fromkeys(table["field"]))
+    chart = alt.Chart(table).mark_bar().encode(
+        y=alt.Y("field:N", sort=fields, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT)),
+        yOffset=alt.YOffset("source:N", sort=sorted(table["source"].unique(), reverse=True)),
+        x=alt.X("mean_abs:Q", title=f"mean |contribution|, {scale}"),
+        color=alt.Color("source:N", title=None, legend=alt.Legend(orient="top", direction="vertical")),
+        tooltip=["field:N", "source:N", alt.Tooltip("mean_abs:Q", format=".4f")])
+    return sized(chart, rows_height(len(fields), 2 * ROW_STEP if table["source"].nunique() > 1 else ROW_STEP), title)

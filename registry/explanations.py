@@ -170,21 +170,29 @@ def _numeric_background(step: Any, fields: list[str], card: ModelCard | None) ->
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if isinstance(step, Pipeline):
-        # A transform then a scaler (log1p, then standardised): the scaler was fitted on the transformed training
-        # columns, so its mean_ is their exact training mean, whatever came before it.
-        step = step.steps[-1][1]
-        if not isinstance(step, StandardScaler):
-            raise ExplanationUnsupported("a numeric pipeline that does not end in a StandardScaler")
-    if isinstance(step, StandardScaler):
-        # mean_ is the exact training mean: scaled, it is 0 (the card's means are rounded).
-        return np.zeros(len(fields)) if step.with_mean else np.asarray(step.mean_) / step.scale_
+    last = step.steps[-1][1] if isinstance(step, Pipeline) else step
+    if isinstance(last, StandardScaler):
+        # mean_ is the exact training mean of what the scaler receives (after a log1p, say): scaled, it is 0
+        # (the card's means are rounded, and are of the raw values).
+        return np.zeros(len(fields)) if last.with_mean else np.asarray(last.mean_) / last.scale_
     references = card.reference_distributions if card is not None else {}
     if all(references.get(field, {}).get("mean") is not None for field in fields):
         raw = np.array([float(references[field]["mean"]) for field in fields])
         if step == "passthrough" or getattr(step, "func", "identity") is None:
             return raw
     raise ExplanationUnsupported("no training mean for a numeric block of this kind")
+
+
+def level_shares(card: ModelCard | None, field: str) -> dict[str, float] | None:
+    """The training share of each level of a numeric field one-hot encoded by level (``explanation_reference``).
+
+    A numeric field's reference histogram may join levels in one bin: the
+    cards of models that encode levels record each level's share beside the
+    training contributions, for the linear background.
+    """
+    reference = ((card.model_extra or {}).get("explanation_reference") or {}) if card is not None else {}
+    shares = (reference.get("level_shares") or {}).get(field)
+    return dict(shares) if shares else None
 
 
 def _level_shares(field: str, reference: dict[str, Any], categories: Sequence[Any]) -> dict[str, float]:
@@ -234,9 +242,10 @@ def linear_background(transformer: Any, card: ModelCard | None) -> np.ndarray:
                 raise ExplanationUnsupported("a one-hot encoder that drops or groups categories")
             position = block.start
             for field, categories in zip(fields, step.categories_):
-                shares = _level_shares(field, references.get(field, {}), categories)
+                # The card's exact shares of each level where it records them; else its reference histogram.
+                shares = level_shares(card, field) or _level_shares(field, references.get(field, {}), categories)
                 for category in categories:
-                    mean[position] = shares[str(category)]
+                    mean[position] = float(shares.get(str(category), 0.0))
                     position += 1
         elif block.stop - block.start == len(fields):
             mean[block] = _numeric_background(step, fields, card)

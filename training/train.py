@@ -53,6 +53,7 @@ from training.evaluate import (MIN_RECALL, N_SPLITS, QUALITY_BAR, cross_validate
                                meets_quality_bar, positive_probability, reference_distributions, select_threshold)
 from training.pipelines import (BASELINE, MODEL_NAMES, RANDOM_STATE, build_pipeline, estimator_name,
                                 hyperparameters, preprocessing_description)
+from training.explained import with_reference
 from training.references import out_of_fold_references
 
 DECISION_RULE = "prediction = 1 (Oui, will leave) when the probability of class 1 >= threshold, else 0 (Non)"
@@ -268,6 +269,8 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
             "random_state": RANDOM_STATE,
         },
     )
+    # What drives the final model's scores over its training rows, for the dashboard to set live traffic beside.
+    card = with_reference(card, final, features)
     # The card goes last: a version folder with a card is complete.
     _write_atomically(folder / CARD_FILE, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
     log(f"{name}: created {card.tag} ({len(artifact) / 1024:.0f} KiB)")

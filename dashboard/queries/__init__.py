@@ -14,7 +14,7 @@ after a failure.
 from dashboard.queries.drift import drift_counts, sample_start
 from dashboard.queries.outcomes import (group_predictions, labelled_predictions, outcomes_table_exists,
                                         recent_inputs)
-from dashboard.queries.models import PROBABILITY_BINS, model_volume, probability_histogram
+from dashboard.queries.models import PROBABILITY_BINS, model_volume, probability_histogram, served_inputs
 from dashboard.queries.service import (LATENCY_EDGES_MS, PERCENTILES, any_trace_received_at, latency_percentiles,
                                        trace_table_exists, trace_totals, volume_over_time)
 from dashboard.queries.sql import DAY_S, backend, epoch_bucket, has_percentiles
@@ -22,7 +22,7 @@ from dashboard.queries.traces import (LISTED_COLUMNS, TRACE_COLUMNS, prediction_
                                       prediction_summary, trace_by_request_id)
 from dashboard.queries.window import PredictionFilter, Window
 
-__all__ = ["drift_counts", "sample_start", "PROBABILITY_BINS", "model_volume", "probability_histogram",
+__all__ = ["drift_counts", "sample_start", "PROBABILITY_BINS", "model_volume", "probability_histogram", "served_inputs",
            "LATENCY_EDGES_MS", "PERCENTILES", "any_trace_received_at", "latency_percentiles", "trace_table_exists",
            "trace_totals", "volume_over_time", "DAY_S", "backend", "epoch_bucket", "has_percentiles",
            "LISTED_COLUMNS", "TRACE_COLUMNS", "prediction_count", "prediction_rows", "prediction_summary",

@@ -48,3 +48,14 @@ def probability_histogram(engine: Engine, window: Window, bins: int = PROBABILIT
         frame["probability_to"] = (frame["bin"] + 1) / bins
         frame["share"] = frame["rows"] / frame.groupby("model")["rows"].transform("sum")
     return frame
+
+
+def served_inputs(engine: Engine, window: Window, model_name: str, model_version: str,
+                  max_rows: int) -> list[dict]:
+    """The inputs of the newest ``max_rows`` answered rows of one model version in the window (no errors)."""
+    statement = (sa.select(traces.c.inputs)
+                 .where(*window.where(), traces.c.model_name == model_name, traces.c.model_version == model_version,
+                        traces.c.probability.is_not(None), traces.c.inputs.is_not(None))
+                 .order_by(traces.c.received_at.desc(), traces.c.request_id).limit(max_rows))
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(statement).scalars()]

@@ -7,9 +7,30 @@ import streamlit as st
 from dashboard import charts
 from dashboard.audit import all_cards
 from dashboard.cards import card_summary, headline_auc, probability_reference
-from dashboard.context import cached_query, champion, current_window, percent, require_traces, window_label
+from dashboard.context import (cached_query, champion, current_window, database_url, percent, require_traces,
+                               window_label)
+from dashboard.explaining import (SHORT_SCALES, NotExplained, drivers_table, mean_abs_contributions, training_reference,
+                                  version_explainer)
+from dashboard.queries import Window
 from registry.aliases import read_aliases
 from settings import settings
+
+# Served rows explained per model version: the newest of the window (a bounded sample, cached).
+EXPLAINED_ROWS = 2_000
+DRIVER_FIELDS = 10
+
+
+@st.cache_data(ttl=settings.dashboard_cache_ttl_s, show_spinner="Explaining the served rows…")
+def served_drivers(name: str, version: str, window: Window, url: str) -> tuple[pd.Series | None, int, str]:
+    """Mean |contribution| per field over the newest served rows of ``name:version`` in the database at ``url``,
+    their count, and the link scale (or why the version cannot be explained here, in place of the scale)."""
+    inputs = cached_query("served_inputs", window, name, version, EXPLAINED_ROWS)
+    try:
+        explainer = version_explainer(settings.models_dir, name, version)
+    except NotExplained as exc:
+        return None, len(inputs), str(exc)
+    return mean_abs_contributions(explainer, inputs), len(inputs), explainer.link
+
 
 st.title("Models")
 answer = st.empty()  # the page's answer, once the traffic is read
@@ -42,6 +63,8 @@ share = (f"the champion {lead} served {served.get(lead, 0):,} of {int(served.sum
 answer.info(f"**{len(volume)} model versions served traffic**; {share}"
             + (f"; best ROC AUC on paper: {best['model']} ({best['ROC AUC']})." if best else "."))
 
+by_tag = {card.tag: card for card in cards}
+
 st.subheader("Live volume and positive rate per model version")
 columns = st.columns(max(len(volume), 1))
 for column, record in zip(columns, volume.to_dict(orient="records")):
@@ -57,7 +80,6 @@ if histogram.empty:
     st.caption("No probability in this window (only errors).")
 else:
     thresholds = {card.tag: card.threshold for card in cards}
-    by_tag = {card.tag: card for card in cards}
     unreferenced = []
     for column, (model, bins) in zip(st.columns(2) * len(histogram), histogram.groupby("model", sort=True)):
         reference = probability_reference(by_tag.get(model))
@@ -71,3 +93,36 @@ else:
     if unreferenced:
         st.caption(f"No out-of-fold distribution in the card of {', '.join(unreferenced)} (it arrives with the v2 "
                    "cards): the live distribution is drawn alone.")
+
+st.subheader("What drives the scores: mean |contribution| per field")
+st.caption(f"Per model version, each field's mean |contribution| over the newest {EXPLAINED_ROWS:,} rows it served "
+           f"in the {window_label()} (recomputed here from the stored inputs, through the trusted loader), beside "
+           "the card's figure over its training rows: a field that drives live scores much more (or less) than in "
+           f"training is a change in what the model sees. The {DRIVER_FIELDS} fields that drive the live scores most.")
+without_reference = []
+records = volume.to_dict(orient="records")
+# Two versions a row, each row its own pair of columns, so the charts of a row start level.
+for index, record in enumerate(records):
+    if index % 2 == 0:
+        row = st.columns(2)
+    column = row[index % 2]
+    live, rows, link = served_drivers(record["model_name"], record["model_version"], window, database_url())
+    if live is None:
+        column.caption(f"{record['model']}: no explanation ({link}).")
+        continue
+    if not rows:
+        column.caption(f"{record['model']}: no answered row in this window (only errors).")
+        continue
+    if not live.any():
+        column.caption(f"{record['model']}: a constant answer (the prior); no field moves it, every contribution "
+                       "is 0.")
+        continue
+    reference = training_reference(by_tag.get(record["model"]))
+    if reference is None:
+        without_reference.append(record["model"])
+    column.altair_chart(charts.driver_bars(drivers_table(live, reference, rows, DRIVER_FIELDS),
+                                           f"{record['model']}: mean |contribution| per field",
+                                           SHORT_SCALES[link]), width="stretch")
+if without_reference:
+    st.caption(f"The card of {', '.join(without_reference)} lacks the training reference (`explanation_reference`, "
+               "in the cards from v2 on): its served traffic is drawn alone.")

@@ -11,6 +11,7 @@ from dashboard import charts, queries
 from dashboard.audit import input_standing, listed_table, read_card, reproduce, rows_csv, trace_json
 from dashboard.context import (COUNTING_NOTE, cached_query, current_window, display_zone, engine, log_read,
                                percent, require_traces, window_label)
+from dashboard.explaining import SCALES, explain_trace, on_link_scale, waterfall_steps
 from dashboard.queries import PredictionFilter
 from settings import settings
 
@@ -57,6 +58,7 @@ def audit_view(request_id: str) -> None:
     st.caption(f"{outside} of 30 inputs outside what training saw." if outside else
                "Every input is within what training saw.")
     st.dataframe(standing, hide_index=True, width="stretch", key="audit_inputs")
+    explanation_view(trace, request_id)
     if st.button("Reproduce this answer", key="reproduce", help="Load the stored model version from models/, check "
                  "its sha256, re-score the stored inputs and compare with the stored probability."):
         outcome = reproduce(trace, settings.models_dir)
@@ -66,6 +68,30 @@ def audit_view(request_id: str) -> None:
                        mime="application/json", key="trace_json",
                        on_click=log_read, args=("dashboard:trace-json", {"request_id": request_id}, 1),
                        kwargs={"employee_id": trace["employee_id"]})
+
+
+def explanation_view(trace: dict[str, Any], request_id: str) -> None:
+    """The request's explanation as a waterfall, recomputed here as ``GET /predictions/{id}/explanation`` does."""
+    st.subheader("Explanation")
+    if not log_read("dashboard:explanation", {"request_id": request_id}, 1, employee_id=trace["employee_id"]):
+        return
+    explained = explain_trace(trace, settings.models_dir)
+    explanation = explained.explanation
+    if explanation is None:
+        st.caption(f"No explanation: {explained.verdict}.")
+        return
+    scale = SCALES[explanation.link]
+    marks = pd.DataFrame({"name": [f"stored probability {explained.probability:.6f}",
+                                   f"threshold {explained.threshold:.6f}"],
+                          "at": [on_link_scale(explained.probability, explanation.link),
+                                 on_link_scale(explained.threshold, explanation.link)]})
+    st.altair_chart(charts.waterfall(waterfall_steps(explanation), scale, marks), width="stretch")
+    threshold_note = ("the threshold as log-odds is logit(threshold)" if explanation.link == "logit"
+                      else "the threshold is a probability")
+    st.caption(f"Recomputed from the stored inputs with {trace['model_name']}:{trace['model_version']} (its sha256 "
+               f"checked), as `GET /predictions/{request_id}/explanation` gives it. Base value "
+               f"{explanation.base_value:+.6f} + the fields' pushes (red: towards leaving, blue: away) = output "
+               f"{explanation.output:+.6f} on the {scale}, which is the stored probability; {threshold_note}.")
 
 
 st.title("Predictions")

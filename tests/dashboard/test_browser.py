@@ -110,6 +110,8 @@ def test_every_chart_of_every_page_draws_and_the_audit_reproduces(dashboard_url:
             page.get_by_role("button", name="Reproduce this answer").click()
             expect(page.get_by_text("reproduced: ")).to_be_visible(timeout=RENDER_TIMEOUT_MS)
             assert page.get_by_test_id("stException").count() == 0
+            page.wait_for_function(EVERY_CHART_LAID_OUT, timeout=RENDER_TIMEOUT_MS)
+            drawn["Audit"] = page.evaluate(CHARTS_DRAWN)
             full_page_screenshot(page, SCREENSHOTS / "audit.png")
         finally:
             browser.close()
@@ -124,6 +126,10 @@ def test_every_chart_of_every_page_draws_and_the_audit_reproduces(dashboard_url:
                 if chart["plot_height"] < MIN_PLOT_PX or chart["marks"] < 1]
     assert not failures, "charts that draw (almost) nothing:\n" + "\n".join(failures)
     assert all(drawn[title] for title in PAGES.values()), {title: len(c) for title, c in drawn.items()}
+    # The explanations: the audit's waterfall, and each served version's drivers on the Models page.
+    assert [c["title"] for c in drawn["Audit"] if (c["title"] or "").startswith("Why this answer")], drawn["Audit"]
+    drivers = [c["title"] for c in drawn["Models"] if (c["title"] or "").endswith("mean |contribution| per field")]
+    assert len(drivers) == 2, drawn["Models"]  # the seed's two served versions
     screenshots = sorted(p.name for p in SCREENSHOTS.glob("*.png"))
     assert screenshots == ["audit.png", "comparison.png", "drift.png", "evaluation.png", "fairness.png", "models.png",
                            "predictions.png", "service.png"]

@@ -140,9 +140,10 @@ def test_predictions_page_opens_the_audit_view_and_reproduces_the_answer(seeded_
                 trace_reads.c.request_id == AUDITED_REQUEST)).mappings().all()
     finally:
         engine.dispose()
-    # The audit view is recorded in the read log, once for the session although the page ran twice.
-    assert [(r["route"], r["rows"], r["employee_id"]) for r in logged] == [
-        ("dashboard:audit", 1, stored["employee_id"])]
+    # The audit view and its explanation are recorded in the read log, once for the session although the page ran
+    # twice.
+    assert sorted((r["route"], r["rows"], r["employee_id"]) for r in logged) == [
+        ("dashboard:audit", 1, stored["employee_id"]), ("dashboard:explanation", 1, stored["employee_id"])]
     assert logged[0]["key_id"].startswith("dashboard:")
     # So is the listing of the rows, with the filter it used.
     assert [(r["route"], r["rows"], r["employee_id"]) for r in listings(url)] == [
@@ -227,12 +228,15 @@ def test_models_page_compares_cards_and_live_volume(seeded_dashboard) -> None:
     assert shown[LOGISTIC_TAG] == f"{seed.logistic_rows_24h} rows"
     assert shown["gradient_boosting:v1"] == f"{seed.boosting_rows_24h} rows"
     specs = chart_specs(app)
-    assert len(specs) == 3  # positive rate, one probability histogram per model version
+    # Positive rate, one probability histogram per model version, then one chart of drivers per model version.
+    assert len(specs) == 5
     rates = specs[0]["layer"][0]["encoding"]
     assert rates["y"]["field"] == "model" and rates["x"]["field"] == "positive_rate"  # one row per name:version
     assert specs[0]["height"] == 100  # two rows of 28 px, raised to the 100 px floor
     assert {spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else spec.get("title")
-            for spec in specs[1:]} == {"gradient_boosting:v1", LOGISTIC_TAG}
+            for spec in specs[1:3]} == {"gradient_boosting:v1", LOGISTIC_TAG}
+    assert {spec["title"] for spec in specs[3:]} == {f"{tag}: mean |contribution| per field"
+                                                     for tag in ("gradient_boosting:v1", LOGISTIC_TAG)}
 
 
 def test_drift_page_shows_the_psi_of_the_seeded_shift(seeded_dashboard) -> None:

@@ -41,3 +41,24 @@ def check_out_of_fold_references(card: ModelCard, rows: int, leavers: int) -> No
         flagged = sum(g["positive_rate"] * g["size"] for g in groups.values() if g["size"])
         assert flagged / rows == pytest.approx(selection["predicted_positive_share"], abs=1e-5)
     assert list(fairness["age_band"]["groups"]) == [label for label, _, _ in AGE_BANDS]
+
+
+def check_explanation_reference(card: ModelCard, pipeline, features) -> None:
+    """The card's ``explanation_reference`` is the mean |contribution| per field of ``pipeline`` (its artifact) over
+    the training rows ``features``, as the explainer built from the artifact and this card computes it."""
+    import numpy as np
+
+    from attrition.schema import FEATURE_NAMES
+    from registry.explanations import build_explainer
+
+    reference = card.model_extra["explanation_reference"]
+    assert reference["rows"] == len(features)
+    assert [item["field"] for item in reference["mean_abs_contribution"]] == list(FEATURE_NAMES)
+    explainer = build_explainer(pipeline, card)
+    contributions, outputs = explainer.field_contributions(features[list(FEATURE_NAMES)].to_dict("records"))
+    assert np.max(np.abs(explainer.base_value + contributions.sum(axis=1) - outputs)) <= 1e-6
+    expected = np.abs(contributions).mean(axis=0)
+    assert reference["link"] == explainer.link
+    assert reference["base_value"] == pytest.approx(explainer.base_value, abs=1e-9)
+    assert np.max(np.abs(np.array([item["mean_abs"] for item in reference["mean_abs_contribution"]]) - expected)) \
+        <= 1e-9

@@ -20,7 +20,7 @@ from registry.trust import COMMITTED_MANIFEST, TrustedManifest, load_artifact
 from tests.conftest import PROJECT_ROOT
 from training.evaluate import QUALITY_BAR, meets_quality_bar
 from training.pipelines import BASELINE, MODEL_NAMES
-from tests.training.card_checks import check_out_of_fold_references
+from tests.training.card_checks import check_explanation_reference, check_out_of_fold_references
 from training.train import data_fingerprint
 
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -63,6 +63,19 @@ def test_a_second_version_card_holds_consistent_out_of_fold_references(name: str
     rows = card.training["rows"]
     leavers = round(card.training["positive_share"] * rows)
     check_out_of_fold_references(card, rows, leavers)
+
+
+@pytest.mark.extracts
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_second_version_card_holds_what_drives_its_artifact(name: str, extracts_dir: Path) -> None:
+    from attrition.extracts import features_and_target
+
+    folder = MODELS_DIR / name / "v2"
+    card = _card(folder)
+    features, _ = features_and_target(load_employees(extracts_dir))
+    check_explanation_reference(card, load_artifact(card.tag, folder / ARTIFACT), features)
+    # The artifact is the one the manifest pins: the card was completed, the model never rewritten.
+    assert TrustedManifest.read(COMMITTED_MANIFEST).digests[card.tag] == card.artifact_sha256
 
 
 @pytest.mark.parametrize("folder", VERSION_FOLDERS, ids=lambda p: f"{p.parent.name}:{p.name}")

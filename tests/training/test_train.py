@@ -20,7 +20,7 @@ from attrition.synthetic import EXAMPLE_EMPLOYEE
 from registry.aliases import CHAMPION, promote, read_aliases
 from registry.trust import TrustedManifest, load_artifact, sha256_of
 from tests.attrition.synthetic_extracts import synthetic_extract_frames, write_extracts
-from tests.training.card_checks import check_out_of_fold_references
+from tests.training.card_checks import check_explanation_reference, check_out_of_fold_references
 from training import evaluate
 from training.evaluate import QUALITY_BAR
 from training.pipelines import BASELINE, GRADIENT_BOOSTING, LOGISTIC_REGRESSION, MODEL_NAMES
@@ -147,6 +147,19 @@ def test_the_card_holds_the_out_of_fold_references_of_the_extracts(trained: Trai
     groups = card.model_extra["out_of_fold"]["fairness"]
     assert {label: g["size"] > 0 for label, g in groups["genre"]["groups"].items()} == {"F": True, "M": True}
     assert all(g["size"] > 0 for g in groups["departement"]["groups"].values())
+
+
+@pytest.mark.extracts
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_card_holds_what_drives_the_final_model_over_the_training_rows(trained: Trained, extracts_dir: Path,
+                                                                           name: str) -> None:
+    card = next(r.card for r in trained[1] if r.name == name)
+    model = load_artifact(card.tag, trained[0] / name / card.version / ARTIFACT,
+                          TrustedManifest.read(manifest_of(trained[0])))
+    features, _ = features_and_target(load_employees(extracts_dir))
+    check_explanation_reference(card, model, features)
+    if name == BASELINE:  # a constant: nothing drives it
+        assert not any(item["mean_abs"] for item in card.model_extra["explanation_reference"]["mean_abs_contribution"])
 
 
 @pytest.fixture(scope="module")
