@@ -25,13 +25,20 @@ def test_every_api_body_refuses_an_undeclared_key_by_name(name):
 
 @pytest.mark.parametrize("body, unknown", [
     ({"employee": EXAMPLE_EMPLOYEE, "modle": "random_forest"}, "modle"),
-    ({"employee_id": 12, "explain": "yes"}, "explain"),
+    ({"employee_id": 12, "explian": True}, "explian"),
 ])
 def test_predict_refuses_a_misspelt_or_unknown_key_and_takes_its_declared_ones(body, unknown):
     body_model = AttritionService.apis["predict"].input_spec
     assert refused_keys(body_model, body) == [(unknown,)]
     body.pop(unknown)
     assert body_model.model_validate(body)
+
+
+def test_a_declared_key_of_the_wrong_type_is_refused_by_its_name_not_ignored():
+    body_model = AttritionService.apis["predict"].input_spec
+    with pytest.raises(ValidationError) as refused:
+        body_model.model_validate({"employee_id": 12, "explain": "yes"})
+    assert [error["loc"] for error in refused.value.errors()] == [("explain",)]
 
 
 def test_predict_batch_refuses_an_undeclared_key():
