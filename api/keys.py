@@ -23,8 +23,8 @@ import secrets
 from typing import Any, Iterable
 
 # The entries' format is parsed below the settings, which check it at start; re-exported for the edge's users.
-from settings.keys import (CONVERT_HINT, DIGEST_PATTERN, KEY_ID_PATTERN, SCOPES, ApiKey,  # noqa: F401
-                           KeyConfigurationError, check_key_id, digest_of, parse_keys, parse_scopes)
+from settings.keys import (SCOPES, ApiKey, KeyConfigurationError, check_key_id, digest_of, parse_keys,  # noqa: F401
+                           parse_scopes)
 
 ANY_KEY = "any"
 """The requirement of routes that need a valid key, whatever its scopes."""

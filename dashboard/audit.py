@@ -16,15 +16,12 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from attrition.card import ModelCard
+from attrition.card import ARTIFACT_FILE, CARD_FILE, ModelCard
 from attrition.schema import FEATURES, NEGATIVE_LABEL, POSITIVE_LABEL
 from dashboard.drift import outside_reference, reference_percentile
 
 PROBABILITY_DECIMALS = 6
 """The service rounds the probability it answers, and stores, to 6 decimals."""
-
-CARD = "card.json"
-"""The card's file name in a model folder (``registry.store.CARD``, without importing BentoML to read a card)."""
 
 
 def model_folder(models_dir: Path, name: str, version: str) -> Path:
@@ -34,7 +31,7 @@ def model_folder(models_dir: Path, name: str, version: str) -> Path:
 
 def read_card(models_dir: Path, name: str, version: str) -> ModelCard | None:
     """The card of a model version, or ``None`` when ``models/`` does not hold it."""
-    path = model_folder(models_dir, name, version) / CARD
+    path = model_folder(models_dir, name, version) / CARD_FILE
     if not path.is_file():
         return None
     return ModelCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
@@ -43,7 +40,7 @@ def read_card(models_dir: Path, name: str, version: str) -> ModelCard | None:
 def all_cards(models_dir: Path) -> list[ModelCard]:
     """Every model card of ``models/``, in name/version order."""
     return [ModelCard.model_validate(json.loads(p.read_text(encoding="utf-8")))
-            for p in sorted(Path(models_dir).glob(f"*/*/{CARD}"))]
+            for p in sorted(Path(models_dir).glob(f"*/*/{CARD_FILE}"))]
 
 
 def input_standing(inputs: Mapping[str, Any], card: ModelCard | None) -> pd.DataFrame:
@@ -96,11 +93,11 @@ def load_model(tag: str, path: str, sha256: str) -> Any:
 def reproduce(trace: Mapping[str, Any], models_dir: Path) -> Reproduction:
     """Re-score the stored inputs of ``trace`` with its stored model version and compare."""
     from registry.runner import employee_frame
-    from registry.store import ARTIFACT, sha256_of
+    from registry.trust import sha256_of
 
     stored = trace.get("probability")
     stored_sha = trace.get("model_sha256")
-    artifact = model_folder(models_dir, trace["model_name"], trace["model_version"]) / ARTIFACT
+    artifact = model_folder(models_dir, trace["model_name"], trace["model_version"]) / ARTIFACT_FILE
     if not artifact.is_file():
         return Reproduction(False, f"the model version {trace['model_name']}:{trace['model_version']} is not in "
                                    f"{models_dir}", stored, None, stored_sha, None)

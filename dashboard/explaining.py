@@ -62,7 +62,8 @@ def version_explainer(models_dir: Path, name: str, version: str, sha256: str | N
     ``sha256``: the digest the artifact must have (a trace's); :class:`NotExplained` otherwise.
     """
     from registry.explanations import ExplanationUnsupported
-    from registry.store import ARTIFACT, sha256_of
+    from attrition.card import ARTIFACT_FILE as ARTIFACT
+    from registry.trust import sha256_of
     from registry.trust import UntrustedArtifact
 
     tag = f"{name}:{version}"

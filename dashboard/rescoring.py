@@ -13,9 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from attrition.card import ModelCard
-from dashboard.audit import load_model, model_folder
-
-PROBABILITY_DECIMALS = 6
+from dashboard.audit import PROBABILITY_DECIMALS, load_model, model_folder
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,8 @@ class Rescored:
 def rescore(inputs: Sequence[dict[str, Any]], cards: Sequence[ModelCard], models_dir: Path) -> list[Rescored]:
     """Every version of ``cards`` scores ``inputs`` (probabilities rounded as the service stores them)."""
     from registry.runner import employee_frame
-    from registry.store import ARTIFACT, sha256_of
+    from attrition.card import ARTIFACT_FILE as ARTIFACT
+    from registry.trust import sha256_of
     from registry.trust import UntrustedArtifact
 
     frame = employee_frame(list(inputs)) if inputs else None

@@ -101,12 +101,17 @@ class ExplainerPool:
         if outputs.get("probability") is None or record.get("inputs") is None:
             raise ExplanationUnavailable("the trace holds no answer to explain (no model could serve it)")
         tag = f"{record['model']}:{record['model_version']}"
-        entry = next((e for e in catalogue.entries() if e.tag == tag), None)
+        entry = catalogue.entry(tag)
         if entry is None or not entry.artifact.is_file():
             raise ModelVersionGone(tag)
-        from registry.store import sha256_of
+        # The catalogue checked the store's artifact against its card when it was built, and the runner unpickles
+        # only pinned bytes: the card's digest is the artifact's, without reading the file again on each request.
+        if entry.card is not None:
+            digest = entry.card.artifact_sha256
+        else:
+            from registry.store import sha256_of
 
-        digest = sha256_of(entry.artifact)
+            digest = sha256_of(entry.artifact)
         if digest != record.get("model_sha256"):
             raise ExplanationUnavailable(f"the artifact of {tag} in the store (sha256 {digest[:12]}…) is not the "
                                          "one that answered this request", "model_sha256")

@@ -236,25 +236,24 @@ class PredictionLayer:
 
     def trace(self, request_id: str, key_id: str | None = None) -> TraceRecord:  # type: ignore[valid-type]
         """The stored trace of one request; the read is logged (by ``key_id``) before it is answered."""
-        record = queries.get_trace(self.engine, request_id)
-        reads.record_read(self.engine, key_id, "GET /predictions/{request_id}", {"request_id": request_id},
-                          rows=int(record is not None), employee_id=record["employee_id"] if record else None)
-        if record is None:
-            raise UnknownRequest(request_id)
-        return TraceRecord(**record)
+        return TraceRecord(**self._read_trace(request_id, key_id, "GET /predictions/{request_id}"))
 
     def trace_explanation(self, request_id: str, key_id: str | None = None) -> TraceExplanation:
         """The explanation of one traced answer, recomputed with the model version that answered it.
 
         A read of the trace like :meth:`trace`, logged (by ``key_id``) before it is answered.
         """
+        record = self._read_trace(request_id, key_id, "GET /predictions/{request_id}/explanation")
+        return self.explainers.explain_trace(self.catalogue, record)
+
+    def _read_trace(self, request_id: str, key_id: str | None, route: str) -> dict:
+        """One stored trace, its read recorded under ``route`` first; :class:`UnknownRequest` when there is none."""
         record = queries.get_trace(self.engine, request_id)
-        reads.record_read(self.engine, key_id, "GET /predictions/{request_id}/explanation",
-                          {"request_id": request_id}, rows=int(record is not None),
+        reads.record_read(self.engine, key_id, route, {"request_id": request_id}, rows=int(record is not None),
                           employee_id=record["employee_id"] if record else None)
         if record is None:
             raise UnknownRequest(request_id)
-        return self.explainers.explain_trace(self.catalogue, record)
+        return record
 
     def traces(self, employee_id: int | None, start: datetime | None, end: datetime | None, limit: int,
                offset: int, key_id: str | None = None) -> TracePage:

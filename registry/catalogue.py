@@ -133,6 +133,10 @@ class ModelCatalogue:
         """Every model version, by name then version."""
         return list(self._entries.values())
 
+    def entry(self, tag: str) -> ModelEntry | None:
+        """The version ``name:version`` exactly (no alias, no latest), or None when the store has none."""
+        return self._entries.get(tag)
+
     def names(self) -> list[str]:
         """Every name a request may use: names, name:version tags and aliases."""
         names = {e.name for e in self._entries.values()}

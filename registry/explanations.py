@@ -195,36 +195,6 @@ def level_shares(card: ModelCard | None, field: str) -> dict[str, float] | None:
     return dict(shares) if shares else None
 
 
-def _level_shares(field: str, reference: dict[str, Any], categories: Sequence[Any]) -> dict[str, float]:
-    """The training share of each one-hot level of ``field``: a categorical's shares, or a numeric's histogram.
-
-    An integer scale one-hot encoded by level (a satisfaction from 1 to 4) has a
-    numeric reference: its observed range and a histogram. A level outside the
-    range, or in a bin of share 0, has share 0; a bin holding exactly one level
-    of the range gives that level its share. A bin holding several levels with a
-    share above 0 cannot be split, and the field is refused.
-    """
-    shares = reference.get("shares")
-    if isinstance(shares, dict):
-        return {str(category): float(shares.get(str(category), 0.0)) for category in categories}
-    histogram = reference.get("histogram") or {}
-    edges, bins = histogram.get("edges"), histogram.get("shares")
-    low, high = reference.get("min"), reference.get("max")
-    if not edges or not bins or low is None or high is None:
-        raise ExplanationUnsupported(f"the card has no category shares for {field}")
-    levels = {str(category): 0.0 for category in categories}
-    for index, share in enumerate(bins):
-        inside = [category for category in categories
-                  if low <= float(category) <= high
-                  and (edges[index] < float(category) <= edges[index + 1]
-                       or (index == 0 and float(category) == edges[0]))]
-        if len(inside) == 1:
-            levels[str(inside[0])] = float(share)
-        elif len(inside) > 1 and share > 0:
-            raise ExplanationUnsupported(f"the card's bins of {field} hold several levels each")
-    return levels
-
-
 def linear_background(transformer: Any, card: ModelCard | None) -> np.ndarray:
     """The mean encoded row over training: category shares from the card, numeric means from the artifact or card."""
     from sklearn.preprocessing import OneHotEncoder
@@ -242,8 +212,9 @@ def linear_background(transformer: Any, card: ModelCard | None) -> np.ndarray:
                 raise ExplanationUnsupported("a one-hot encoder that drops or groups categories")
             position = block.start
             for field, categories in zip(fields, step.categories_):
-                # The card's exact shares of each level where it records them; else its reference histogram.
-                shares = level_shares(card, field) or _level_shares(field, references.get(field, {}), categories)
+                shares = references.get(field, {}).get("shares") or level_shares(card, field)
+                if shares is None:
+                    raise ExplanationUnsupported(f"the card has no category shares for {field}")
                 for category in categories:
                     mean[position] = float(shares.get(str(category), 0.0))
                     position += 1

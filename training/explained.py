@@ -16,7 +16,6 @@ manifest); ``training.train`` writes it for every new version.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -85,8 +84,10 @@ def add_to_versions(models_dir: Path, version: str, data_dir: Path) -> list[str]
     from attrition.extracts import features_and_target, load_employees
     from registry.trust import load_artifact
 
+    from training.versions import data_fingerprint, write_atomically
+
     employees = load_employees(data_dir)
-    fingerprint = hashlib.sha256(employees.to_csv(index=True, lineterminator="\n").encode("utf-8")).hexdigest()
+    fingerprint = data_fingerprint(employees)
     features, _ = features_and_target(employees)
     written = []
     for folder in sorted(Path(models_dir).glob(f"*/{version}")):
@@ -96,7 +97,7 @@ def add_to_versions(models_dir: Path, version: str, data_dir: Path) -> list[str]
             raise ValueError(f"{card.tag} was not trained on the extracts of {data_dir}")
         pipeline = load_artifact(card.tag, folder / ARTIFACT_FILE)
         updated = with_reference(card, pipeline, features)
-        card_path.write_text(updated.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_atomically(card_path, (updated.model_dump_json(indent=2) + "\n").encode("utf-8"))
         written.append(card.tag)
     return written
 

@@ -21,12 +21,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
-import os
 import platform
-import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,8 +38,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from attrition.card import ModelCard
-from attrition.card import ARTIFACT_FILE, CARD_FILE
+from attrition.card import ARTIFACT_FILE, CARD_FILE, ModelCard
 from attrition.extracts import ExtractError, features_and_target, load_employees
 from attrition.schema import FEATURE_NAMES, NEGATIVE_LABEL, POSITIVE_LABEL, TARGET, Employee, feature_schema
 from attrition.synthetic import EXAMPLE_EMPLOYEE
@@ -55,15 +50,10 @@ from training.pipelines import (BASELINE, MODEL_NAMES, RANDOM_STATE, build_pipel
                                 hyperparameters, preprocessing_description)
 from training.explained import with_reference
 from training.references import out_of_fold_references
+from training.versions import (CARD_FORMAT, claim_next_version, data_fingerprint, find_same_version,
+                               write_atomically)
 
 DECISION_RULE = "prediction = 1 (Oui, will leave) when the probability of class 1 >= threshold, else 0 (Non)"
-_VERSION_DIR = re.compile(r"^v(\d+)$")
-# Card fields that, with the data fingerprint, make a model version: equal on all → same model.
-_IDENTITY_FIELDS = ("estimator", "hyperparameters", "preprocessing", "features", "data_fingerprint", "card_format")
-CARD_FORMAT = 2
-"""Cards of format 2 add ``out_of_fold`` (probability distribution, calibration, fairness by group); a
-version whose card is of an older format (the first versions have none) is not reused, even when its
-model is the same."""
 
 Log = Callable[[str], None]
 
@@ -113,12 +103,6 @@ def load_training_data(data_dir: str | Path) -> pd.DataFrame:
     return employees
 
 
-def data_fingerprint(employees: pd.DataFrame) -> str:
-    """sha256 of the joined frame's canonical CSV (ids, 30 fields, target), computed in memory only."""
-    canonical = employees.to_csv(index=True, lineterminator="\n").encode("utf-8")
-    return hashlib.sha256(canonical).hexdigest()
-
-
 def library_versions(pipeline: Pipeline | None = None) -> dict[str, str]:
     """Versions of the interpreter and libraries the artifact was made with (unpickling needs them).
 
@@ -131,54 +115,6 @@ def library_versions(pipeline: Pipeline | None = None) -> dict[str, str]:
 
         versions["lightgbm"] = lightgbm.__version__
     return versions
-
-
-def existing_versions(model_dir: Path) -> list[tuple[int, Path]]:
-    """``(N, path)`` of every ``vN`` folder of one model, in increasing N."""
-    if not model_dir.is_dir():
-        return []
-    found = [(int(match.group(1)), child) for child in model_dir.iterdir()
-             if child.is_dir() and (match := _VERSION_DIR.match(child.name))]
-    return sorted(found)
-
-
-def _identity(card: Mapping[str, Any]) -> dict[str, Any]:
-    # Compared after a JSON round trip, so tuples and lists, ints and floats compare as the card stores them.
-    return json.loads(json.dumps({field: card.get(field) for field in _IDENTITY_FIELDS}))
-
-
-def find_same_version(model_dir: Path, identity: Mapping[str, Any]) -> tuple[Path, ModelCard] | None:
-    """The existing version with the same definition and training data, if any."""
-    wanted = _identity(identity)
-    for _, folder in existing_versions(model_dir):
-        card_path = folder / CARD_FILE
-        if not card_path.is_file():
-            continue
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        if _identity(card) == wanted:
-            return folder, ModelCard.model_validate(card)
-    return None
-
-
-def _claim_next_version(model_dir: Path) -> tuple[str, Path]:
-    """Create the folder of the next version; mkdir fails on an existing folder, so none is ever reused."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    number = max((n for n, _ in existing_versions(model_dir)), default=0) + 1
-    while True:
-        folder = model_dir / f"v{number}"
-        try:
-            folder.mkdir()
-            return folder.name, folder
-        except FileExistsError:  # another run claimed it meanwhile
-            number += 1
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(payload)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; artifacts are read by the service's user
-    os.replace(tmp, path)
 
 
 def _serialise(model: Pipeline) -> bytes:
@@ -224,8 +160,8 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
     example = pd.DataFrame([EXAMPLE_EMPLOYEE], columns=list(FEATURE_NAMES))
     artifact = _serialise(final)
 
-    version, folder = _claim_next_version(model_dir)
-    _write_atomically(folder / ARTIFACT_FILE, artifact)
+    version, folder = claim_next_version(model_dir)
+    write_atomically(folder / ARTIFACT_FILE, artifact)
     digest = hashlib.sha256(artifact).hexdigest()
     try:
         pin(f"{name}:{version}", digest, manifest)
@@ -272,7 +208,7 @@ def train_model(name: str, employees: pd.DataFrame, out_dir: Path, fingerprint: 
     # What drives the final model's scores over its training rows, for the dashboard to set live traffic beside.
     card = with_reference(card, final, features)
     # The card goes last: a version folder with a card is complete.
-    _write_atomically(folder / CARD_FILE, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
+    write_atomically(folder / CARD_FILE, (card.model_dump_json(indent=2) + "\n").encode("utf-8"))
     log(f"{name}: created {card.tag} ({len(artifact) / 1024:.0f} KiB)")
     return TrainingResult(name, version, True, card, folder)
 

@@ -7,12 +7,12 @@ import streamlit as st
 from dashboard import charts
 from dashboard.audit import all_cards
 from dashboard.cards import card_summary, headline_auc, probability_reference
-from dashboard.context import (cached_query, champion, current_window, database_url, percent, require_traces,
+from dashboard.context import (cached_query, current_window, database_url, percent, require_traces,
                                window_label)
 from dashboard.explaining import (SHORT_SCALES, NotExplained, drivers_table, mean_abs_contributions, training_reference,
                                   version_explainer)
 from dashboard.queries import Window
-from registry.aliases import read_aliases
+from registry.aliases import CHAMPION, read_aliases
 from settings import settings
 
 # Served rows explained per model version: the newest of the window (a bounded sample, cached).
@@ -56,7 +56,7 @@ else:
 window = current_window()
 require_traces(window)
 volume = cached_query("model_volume", window)
-lead = champion()
+lead = aliases.get(CHAMPION)  # the aliases this page read once above
 served = volume.set_index("model")["rows"]
 share = (f"the champion {lead} served {served.get(lead, 0):,} of {int(served.sum()):,} rows" if lead
          else f"no champion is named; {int(served.sum()):,} rows served")

@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 from attrition.errors import UnknownEmployees
 from attrition.schema import EMPLOYEE_ID, MAX_ID, NEGATIVE_LABEL, POSITIVE_LABEL, TARGET
 from persistence.database.columns import utcnow
-from persistence.database.schema import employees, outcomes, prediction_traces
+from persistence.database.schema import OUTCOME_SOURCES, employees, outcomes, prediction_traces
 
-TRAINING_EXTRACTS, CSV_FILE, API = "training_extracts", "csv", "api"
+TRAINING_EXTRACTS, CSV_FILE, API = OUTCOME_SOURCES
 KNOWN_AT = "known_at"
 CSV_COLUMNS = (EMPLOYEE_ID, TARGET, KNOWN_AT)
 """The CSV's columns, with the source's own names (``known_at`` optional)."""

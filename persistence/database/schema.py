@@ -111,7 +111,7 @@ outcomes = sa.Table(
     sa.Column("known_at", sa.Date, nullable=False, comment="The day the outcome became known."),
     sa.Column("source", sa.String(20), nullable=False, comment="training_extracts, csv or api."),
     sa.Column("recorded_at", UTCDateTime, nullable=False, default=utcnow, comment="When this row was recorded."),
-    sa.CheckConstraint("source IN ('training_extracts', 'csv', 'api')", name="source"),
+    sa.CheckConstraint("source IN (" + ", ".join(f"'{source}'" for source in OUTCOME_SOURCES) + ")", name="source"),
     # The current outcome of an employee: their latest known day, then latest recording.
     sa.Index(None, "employee_id", "known_at", "recorded_at"),
     sa.Index(None, "recorded_at"),

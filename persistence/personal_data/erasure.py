@@ -133,11 +133,12 @@ class FileScrub:
 
 
 def _delete_from_database(connection: Connection, employee_id: int, received_until: datetime | None = None) -> tuple[
-        int, int, int]:
-    """Delete the employee's traces, read-log rows and employee row; return (traces, read-log rows, employee rows).
+        int, int, int, int]:
+    """Delete the employee's traces, read-log rows, outcomes and employee row; return the four counts.
 
     With ``received_until``, only traces received up to then (and the reads of
-    those), and the employee row is left alone.
+    those), and the employee row is left alone; every outcome goes either way
+    (one recorded while the erasure settles is theirs too).
     """
     theirs = prediction_traces.c.employee_id == employee_id
     if received_until is not None:
@@ -148,10 +149,11 @@ def _delete_from_database(connection: Connection, employee_id: int, received_unt
         about_them = sa.or_(trace_reads.c.employee_id == employee_id, about_them)
     reads = connection.execute(sa.delete(trace_reads).where(about_them)).rowcount
     traces = connection.execute(sa.delete(prediction_traces).where(theirs)).rowcount
+    known = connection.execute(sa.delete(outcomes).where(outcomes.c.employee_id == employee_id)).rowcount
     rows = 0
     if received_until is None:
         rows = connection.execute(sa.delete(employees).where(employees.c.id_employee == employee_id)).rowcount
-    return traces, reads, rows
+    return traces, reads, known, rows
 
 
 def _employee_of(line: bytes | str) -> int | None:
@@ -319,8 +321,7 @@ def erase_employees(engine: Engine, employee_ids: Sequence[int], erased_by: str,
     erasures: list[Erasure] = []
     for employee_id in dict.fromkeys(employee_ids):
         with engine.begin() as connection:
-            traces, reads, rows = _delete_from_database(connection, employee_id)
-            known = connection.execute(sa.delete(outcomes).where(outcomes.c.employee_id == employee_id)).rowcount
+            traces, reads, known, rows = _delete_from_database(connection, employee_id)
             erasure = Erasure(employee_id, str(uuid.uuid4()), _database_now(connection), erased_by, traces=traces,
                               employee_rows=rows, read_log_rows=reads, outcome_rows=known)
             connection.execute(sa.insert(employee_erasures).values(
@@ -333,12 +334,13 @@ def erase_employees(engine: Engine, employee_ids: Sequence[int], erased_by: str,
     for erasure in erasures:
         with engine.begin() as connection:
             ended_at = _database_now(connection)
-            traces, reads, _ = _delete_from_database(connection, erasure.employee_id, ended_at)
+            traces, reads, known, _ = _delete_from_database(connection, erasure.employee_id, ended_at)
             connection.execute(sa.update(employee_erasures).where(
                 employee_erasures.c.erasure_id == erasure.erasure_id).values(erased_at=ended_at))
         erasure.erased_at = ended_at
         erasure.traces += traces
         erasure.read_log_rows += reads
+        erasure.outcome_rows += known
         erasure.journal_lines = scrub.journal_lines[erasure.employee_id]
         erasure.quarantine_lines = scrub.quarantine_lines[erasure.employee_id]
     return erasures, scrub

@@ -5,7 +5,7 @@ import pytest
 
 from attrition.card import ModelCard
 from training.references import AGE_BANDS, FAIRNESS_GROUPS
-from training.train import CARD_FORMAT
+from training.versions import CARD_FORMAT
 
 
 def check_out_of_fold_references(card: ModelCard, rows: int, leavers: int) -> None:
